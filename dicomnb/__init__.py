@@ -1,0 +1,60 @@
+"""dicomnb: a DICOM viewer's import capability in Jupyter.
+
+Import local files and folders, DICOM ZIPs and DICOMDIR media into one catalog, then
+explore it as pandas DataFrames and read series as numpy volumes::
+
+    import dicomnb
+    report = dicomnb.import_local("path/to/folder")
+    dicomnb.catalog.studies
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dicomnb import errors
+from dicomnb.api import (
+    catalog,
+    get,
+    import_dicomdir,
+    import_local,
+    import_zip,
+    load_series,
+    sample_data,
+)
+from dicomnb.core.drop import DropPlan, check_drop, import_drop
+from dicomnb.core.report import ImportReport
+from dicomnb.core.settings import settings
+from dicomnb.sources.dicomdir import detect_cdrom
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DropPlan",
+    "ImportReport",
+    "__version__",
+    "catalog",
+    "check_drop",
+    "debug_logger",
+    "detect_cdrom",
+    "errors",
+    "get",
+    "import_dicomdir",
+    "import_drop",
+    "import_local",
+    "import_zip",
+    "load_series",
+    "sample_data",
+    "settings",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def debug_logger() -> None:
+    """Send dicomnb's log messages, debug level included, to standard error."""
+    logger = logging.getLogger(__name__)
+    logger.setLevel(logging.DEBUG)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
+    logger.addHandler(handler)

@@ -1,0 +1,273 @@
+"""The catalog: every instance imported in this Python process, from any source.
+
+Records are kept as small immutable objects keyed by SOP Instance UID (the same instance
+imported twice is one row); pandas DataFrames are built only at the edge, when a view is
+asked for, and cached until the catalog changes.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from dicomnb.core.model import (
+    INSTANCE_COLUMNS,
+    INTEGER_FIELDS,
+    AttachmentRecord,
+    ErrorRecord,
+    ImageRecord,
+    InstanceRecord,
+    Item,
+    MissingRecord,
+    SkippedRecord,
+    columns_of,
+)
+from dicomnb.core.report import ImportReport
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from dicomnb.sources import Source
+
+__all__ = ["Catalog", "frame"]
+
+_PATIENT = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex"]
+_STUDY = ["StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyTime",
+          "StudyDescription", "AccessionNumber"]
+_SERIES = ["SeriesInstanceUID", "StudyInstanceUID", "PatientID", "SeriesNumber",
+           "SeriesDescription", "Modality"]
+
+
+def frame(records: Iterable[Any], record_type: type) -> pd.DataFrame:
+    """Build a DataFrame from records of one dataclass type (columns in field order)."""
+    import pandas as pd
+
+    columns = list(columns_of(record_type))
+    getter = operator.attrgetter(*columns)
+    df = pd.DataFrame.from_records([getter(r) for r in records], columns=columns)
+    for name in columns:
+        if name in INTEGER_FIELDS or name == "size":
+            df[name] = df[name].astype("Int64")
+    return df
+
+
+def _modalities(values: pd.Series) -> str:
+    return "\\".join(sorted({v for v in values if isinstance(v, str) and v}))
+
+
+class Catalog:
+    """The index of imported instances, with DataFrame views.
+
+    Use the process-wide one, ``dicomnb.catalog``. Safe to fill from several threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._instances: dict[str, InstanceRecord] = {}
+        self._images: dict[tuple[str, str | None], ImageRecord] = {}
+        self._attachments: dict[tuple[str, str | None], AttachmentRecord] = {}
+        self._missing: dict[tuple[str, str], MissingRecord] = {}
+        self._errors: dict[tuple[str, str | None, str], ErrorRecord] = {}
+        self._version = 0
+        self._views: dict[str, tuple[int, pd.DataFrame]] = {}
+
+    # -- filling -------------------------------------------------------------------------
+    def ingest(self, source: Source, report: ImportReport | None = None) -> ImportReport:
+        """File every item of ``source``; return the report of what happened."""
+        report = report if report is not None else ImportReport()
+        report.sources.append(f"{source.kind}:{source.origin}")
+        start = time.perf_counter()
+        seen: set[str] = set()
+        try:
+            self.add_items(source.items(), report, seen)
+        finally:
+            report.seconds += time.perf_counter() - start
+        return report
+
+    def add_items(self, items: Iterable[Item], report: ImportReport | None = None,
+                  seen: set[str] | None = None) -> ImportReport:
+        """File items into the catalog; ``report`` (new if not given) counts them."""
+        report = report if report is not None else ImportReport()
+        seen = seen if seen is not None else set()
+        instances = self._instances
+        for item in items:
+            with self._lock:
+                if isinstance(item, InstanceRecord):
+                    uid = item.SOPInstanceUID
+                    known = instances.get(uid)
+                    if known is None:
+                        instances[uid] = item
+                        report.added += 1
+                        known = item
+                    else:
+                        report.duplicates += 1
+                    if uid not in seen:
+                        seen.add(uid)
+                        report.instances.append(known)
+                elif isinstance(item, SkippedRecord):
+                    report.skipped += 1
+                    continue
+                elif isinstance(item, ErrorRecord):
+                    self._errors[(item.path, item.member, item.error)] = item
+                    report.errors.append(item)
+                elif isinstance(item, ImageRecord):
+                    self._images[(item.path, item.member)] = item
+                    report.images.append(item)
+                elif isinstance(item, AttachmentRecord):
+                    self._attachments[(item.path, item.member)] = item
+                    report.attachments.append(item)
+                elif isinstance(item, MissingRecord):
+                    self._missing[(item.origin, item.ReferencedFileID)] = item
+                    report.missing.append(item)
+                else:  # pragma: no cover - a source bug
+                    raise TypeError(f"a source yielded {type(item).__name__}, not a catalog item")
+                self._version += 1
+        return report
+
+    def clear(self) -> None:
+        """Forget everything (files on disk are left alone)."""
+        with self._lock:
+            self._instances.clear()
+            self._images.clear()
+            self._attachments.clear()
+            self._missing.clear()
+            self._errors.clear()
+            self._version += 1
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __contains__(self, sop_instance_uid: object) -> bool:
+        return sop_instance_uid in self._instances
+
+    def __repr__(self) -> str:
+        return (f"<Catalog: {len(self._instances)} instances, {len(self._images)} images, "
+                f"{len(self._errors)} errors>")
+
+    def get(self, sop_instance_uid: str) -> InstanceRecord | None:
+        """The record of one instance, or ``None``."""
+        return self._instances.get(sop_instance_uid)
+
+    def records(self) -> list[InstanceRecord]:
+        """All instance records (a snapshot)."""
+        with self._lock:
+            return list(self._instances.values())
+
+    # -- views ---------------------------------------------------------------------------
+    def _view(self, name: str, build: Any) -> pd.DataFrame:
+        with self._lock:
+            cached = self._views.get(name)
+            if cached is not None and cached[0] == self._version:
+                return cached[1].copy()
+            version = self._version
+            df = build()
+            self._views[name] = (version, df)
+            return df.copy()
+
+    @property
+    def instances(self) -> pd.DataFrame:
+        """One row per SOP instance: patient, study, series and image attributes, file path."""
+        return self._view("instances", self._build_instances)
+
+    def _build_instances(self) -> pd.DataFrame:
+        df = frame(self._instances.values(), InstanceRecord)
+        df = df.sort_values(["PatientID", "StudyDate", "StudyInstanceUID", "SeriesNumber",
+                             "SeriesInstanceUID", "InstanceNumber", "SOPInstanceUID"],
+                            na_position="last", kind="stable")
+        return df.reset_index(drop=True)[list(INSTANCE_COLUMNS)]
+
+    @property
+    def patients(self) -> pd.DataFrame:
+        """One row per PatientID with its studies, series and instances counted."""
+        return self._view("patients", self._build_patients)
+
+    def _build_patients(self) -> pd.DataFrame:
+        df = self.instances
+        grouped = df.groupby("PatientID", dropna=False, sort=True)
+        out = grouped[_PATIENT[1:]].first()
+        out["NumberOfPatientRelatedStudies"] = grouped["StudyInstanceUID"].nunique()
+        out["NumberOfPatientRelatedSeries"] = grouped["SeriesInstanceUID"].nunique()
+        out["NumberOfPatientRelatedInstances"] = grouped["SOPInstanceUID"].count()
+        return out.reset_index()
+
+    @property
+    def studies(self) -> pd.DataFrame:
+        """One row per study, with ModalitiesInStudy and its series and instances counted."""
+        return self._view("studies", self._build_studies)
+
+    def _build_studies(self) -> pd.DataFrame:
+        df = self.instances
+        grouped = df.groupby("StudyInstanceUID", dropna=False, sort=False)
+        out = grouped[_STUDY[1:]].first()
+        out["ModalitiesInStudy"] = grouped["Modality"].agg(_modalities)
+        out["NumberOfStudyRelatedSeries"] = grouped["SeriesInstanceUID"].nunique()
+        out["NumberOfStudyRelatedInstances"] = grouped["SOPInstanceUID"].count()
+        out = out.reset_index()
+        return out.sort_values(["PatientID", "StudyDate", "StudyInstanceUID"], na_position="last",
+                               kind="stable").reset_index(drop=True)
+
+    @property
+    def series(self) -> pd.DataFrame:
+        """One row per series, with its instances counted."""
+        return self._view("series", self._build_series)
+
+    def _build_series(self) -> pd.DataFrame:
+        df = self.instances
+        grouped = df.groupby("SeriesInstanceUID", dropna=False, sort=False)
+        out = grouped[_SERIES[1:]].first()
+        out["NumberOfSeriesRelatedInstances"] = grouped["SOPInstanceUID"].count()
+        out = out.reset_index()[_SERIES + ["NumberOfSeriesRelatedInstances"]]
+        return out.sort_values(["PatientID", "StudyInstanceUID", "SeriesNumber"], na_position="last",
+                               kind="stable").reset_index(drop=True)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """Files that could not be imported: path, error type, message (and where from)."""
+        return self._view("errors", lambda: frame(self._errors.values(), ErrorRecord))
+
+    @property
+    def images(self) -> pd.DataFrame:
+        """Standard (non-DICOM) images found: PNG, JPEG, TIFF, BMP, GIF."""
+        return self._view("images", lambda: frame(self._images.values(), ImageRecord))
+
+    @property
+    def attachments(self) -> pd.DataFrame:
+        """Non-DICOM files on DICOMDIR media: path, size, kind."""
+        return self._view("attachments", lambda: frame(self._attachments.values(), AttachmentRecord))
+
+    @property
+    def missing(self) -> pd.DataFrame:
+        """DICOMDIR records whose files are not on the media."""
+        return self._view("missing", lambda: frame(self._missing.values(), MissingRecord))
+
+    # -- pixel data ----------------------------------------------------------------------
+    def series_paths(self, series_instance_uid: str) -> list[str]:
+        """The files of one series, in catalog order."""
+        with self._lock:
+            records = [r for r in self._instances.values()
+                       if r.SeriesInstanceUID == series_instance_uid]
+        if not records:
+            from dicomnb.core.errors import InputError
+
+            raise InputError(f"no series {series_instance_uid!r} in the catalog: import it first "
+                             "(see dicomnb.catalog.series for what is there)")
+        records.sort(key=lambda r: (r.InstanceNumber is None, r.InstanceNumber or 0, r.path))
+        return [r.path for r in records]
+
+    def load_series(self, series_instance_uid: str, *, modality_lut: bool = True) -> np.ndarray:
+        """Pixel data of a series as a numpy volume sorted by slice position.
+
+        Parameters
+        ----------
+        series_instance_uid : str
+            A SeriesInstanceUID of the catalog.
+        modality_lut : bool
+            Apply the Modality LUT (RescaleSlope/Intercept: Hounsfield units for CT).
+        """
+        from dicomnb.core.volume import stack_volume
+
+        return stack_volume(self.series_paths(series_instance_uid), modality_lut)

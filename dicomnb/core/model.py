@@ -1,0 +1,169 @@
+"""Plain, immutable records that flow from the sources into the catalog.
+
+A source yields these records one by one (:data:`Item`); the catalog files them and
+builds DataFrames from them at the edge. Records hold plain Python values (``str``,
+``int`` or ``None``) so they pickle cheaply between processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = [
+    "DICOM_FIELDS",
+    "INSTANCE_COLUMNS",
+    "AttachmentRecord",
+    "ErrorRecord",
+    "ImageRecord",
+    "InstanceRecord",
+    "Item",
+    "MissingRecord",
+    "SkippedRecord",
+    "columns_of",
+]
+
+#: The DICOM attributes kept for every instance, by keyword, in table order.
+DICOM_FIELDS: tuple[str, ...] = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "Modality",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "TransferSyntaxUID",
+)
+
+#: Attributes held as integers (``None`` when absent or empty).
+INTEGER_FIELDS = frozenset({"SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames"})
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One DICOM instance (SOP instance) and where its file is.
+
+    Text values are decoded with the file's SpecificCharacterSet; absent or empty
+    values are ``None``. ``source`` is the kind of source (``"local"``, ``"zip"``,
+    ``"dicomdir"``); ``origin`` is what the user named (folder, archive, DICOMDIR);
+    ``member`` is the entry name inside an archive, when there is one.
+    """
+
+    PatientID: str | None
+    PatientName: str | None
+    PatientBirthDate: str | None
+    PatientSex: str | None
+    StudyInstanceUID: str | None
+    StudyDate: str | None
+    StudyTime: str | None
+    StudyDescription: str | None
+    AccessionNumber: str | None
+    SeriesInstanceUID: str | None
+    SeriesNumber: int | None
+    SeriesDescription: str | None
+    Modality: str | None
+    SOPClassUID: str | None
+    SOPInstanceUID: str
+    InstanceNumber: int | None
+    Rows: int | None
+    Columns: int | None
+    NumberOfFrames: int | None
+    TransferSyntaxUID: str | None
+    path: str
+    source: str = "local"
+    origin: str = ""
+    member: str | None = None
+
+    def replace(self, **changes: object) -> InstanceRecord:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+INSTANCE_COLUMNS: tuple[str, ...] = (*DICOM_FIELDS, "path", "source", "origin", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """A standard (non-DICOM) image file: PNG, JPEG, TIFF, BMP or GIF."""
+
+    path: str
+    format: str
+    size: int
+    source: str = "local"
+    origin: str = ""
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRecord:
+    """A non-DICOM file on media that holds a DICOMDIR (report, 3D model, PDF, ...)."""
+
+    path: str
+    size: int
+    kind: str
+    source: str = "dicomdir"
+    origin: str = ""
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MissingRecord:
+    """A DICOMDIR record whose file is not on the media (or is not the file it names)."""
+
+    ReferencedFileID: str
+    SOPInstanceUID: str | None
+    SeriesInstanceUID: str | None
+    StudyInstanceUID: str | None
+    PatientID: str | None
+    reason: str
+    source: str = "dicomdir"
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """A file (or archive entry) that could not be imported, with the typed error."""
+
+    path: str
+    error: str
+    message: str
+    source: str = "local"
+    origin: str = ""
+    member: str | None = None
+
+    @classmethod
+    def from_exception(
+        cls, path: str, exc: BaseException, *, source: str = "local", origin: str = "",
+        member: str | None = None,
+    ) -> ErrorRecord:
+        """Record ``exc`` (its class name and message) against ``path``."""
+        return cls(path, type(exc).__name__, str(exc), source, origin, member)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRecord:
+    """A file that is neither DICOM nor an image nor an attachment: counted, not imported."""
+
+    path: str
+    reason: str = "not DICOM"
+
+
+Item = Union[InstanceRecord, ImageRecord, AttachmentRecord, MissingRecord, ErrorRecord, SkippedRecord]
+
+
+def columns_of(record_type: type) -> tuple[str, ...]:
+    """Return the field names of a record class, in order (the DataFrame columns)."""
+    return tuple(f.name for f in dataclasses.fields(record_type))

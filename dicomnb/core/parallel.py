@@ -1,0 +1,102 @@
+"""Run batches of file work in worker processes, so header reading uses every core.
+
+Header parsing is pure Python, so threads would serialise on the GIL; processes do not.
+One pool per Python process is started on first use and kept (starting one costs more
+than reading a thousand headers). The ``forkserver`` start method is used where it
+exists: forking a Jupyter kernel, which runs threads, is not safe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from dicomnb.core.settings import settings
+
+__all__ = ["map_batches", "shutdown"]
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def _get_pool(workers: int) -> ProcessPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if "forkserver" in methods:
+                context.set_forkserver_preload(["dicomnb.core.classify"])
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _pool_size = workers
+        return _pool
+
+
+def shutdown() -> None:
+    """Stop the worker processes (they are started again on the next large batch)."""
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+atexit.register(shutdown)
+
+
+def map_batches(
+    function: Callable[..., R], batches: Iterable[tuple[Any, ...]], *, parallel: bool = True
+) -> Iterator[R]:
+    """Yield ``function(*batch)`` for every batch, in the order they finish.
+
+    With ``parallel`` false or ``settings.workers == 1`` the batches run here, one by one.
+    A pool that breaks (a worker killed) is restarted once and the lost batches run here.
+    """
+    workers = settings.workers
+    if not parallel or workers <= 1:
+        for batch in batches:
+            yield function(*batch)
+        return
+    pool = _get_pool(workers)
+    pending: dict[Future[R], tuple[Any, ...]] = {}
+    window = 2 * workers
+    iterator = iter(batches)
+    exhausted = False
+    while pending or not exhausted:
+        while not exhausted and len(pending) < window:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                exhausted = True
+                break
+            pending[pool.submit(function, *batch)] = batch
+        if not pending:
+            break
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            batch = pending.pop(future)
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                LOGGER.warning("a worker process died; finishing the batches in this process")
+                shutdown()
+                yield function(*batch)
+                for lost in pending.values():
+                    yield function(*lost)
+                for rest in iterator:
+                    yield function(*rest)
+                return
+            yield result

@@ -1,0 +1,123 @@
+"""The report of one import: what was filed, what was not, and why."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from dicomnb.core.model import (
+    AttachmentRecord,
+    ErrorRecord,
+    ImageRecord,
+    InstanceRecord,
+    MissingRecord,
+)
+
+__all__ = ["ImportReport"]
+
+
+@dataclass
+class ImportReport:
+    """What one import (one or several sources) brought into the catalog.
+
+    Attributes
+    ----------
+    instances : list of InstanceRecord
+        The instances found, each once (an instance already in the catalog is listed with
+        the record the catalog keeps and counted in ``duplicates``).
+    added : int
+        Instances new to the catalog.
+    duplicates : int
+        Instances found again (already in the catalog, or twice in this import).
+    skipped : int
+        Files that are neither DICOM nor a standard image (nor an attachment).
+    images, attachments, missing, errors : list
+        The other records of this import.
+    tree : pandas.DataFrame or None
+        For a DICOMDIR, its PATIENT/STUDY/SERIES/IMAGE records with their status.
+    """
+
+    sources: list[str] = field(default_factory=list)
+    instances: list[InstanceRecord] = field(default_factory=list)
+    added: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    images: list[ImageRecord] = field(default_factory=list)
+    attachments: list[AttachmentRecord] = field(default_factory=list)
+    missing: list[MissingRecord] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    tree: Any = None
+
+    def merge(self, other: ImportReport) -> ImportReport:
+        """Add ``other`` into this report (for imports of several sources); return self."""
+        self.sources += other.sources
+        self.instances += other.instances
+        self.added += other.added
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.images += other.images
+        self.attachments += other.attachments
+        self.missing += other.missing
+        self.errors += other.errors
+        self.seconds += other.seconds
+        if other.tree is not None:
+            if self.tree is None:
+                self.tree = other.tree
+            else:
+                import pandas as pd
+
+                self.tree = pd.concat([self.tree, other.tree], ignore_index=True)
+        return self
+
+    def counts(self) -> dict[str, int]:
+        """Patients, studies, series and instances found, and the other counts."""
+        return {
+            "patients": len({r.PatientID for r in self.instances}),
+            "studies": len({r.StudyInstanceUID for r in self.instances}),
+            "series": len({r.SeriesInstanceUID for r in self.instances}),
+            "instances": len(self.instances),
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "images": len(self.images),
+            "attachments": len(self.attachments),
+            "missing": len(self.missing),
+            "errors": len(self.errors),
+            "skipped": self.skipped,
+        }
+
+    def summary(self) -> str:
+        """One line per count, for a terminal."""
+        c = self.counts()
+        lines = [
+            f"{c['patients']} patients, {c['studies']} studies, {c['series']} series, "
+            f"{c['instances']} instances ({c['added']} new, {c['duplicates']} already known)",
+            f"{c['images']} images, {c['attachments']} attachments, {c['missing']} missing, "
+            f"{c['errors']} errors, {c['skipped']} other files skipped",
+        ]
+        for error in self.errors[:20]:
+            lines.append(f"  error: {error.path}{'::' + error.member if error.member else ''}: "
+                         f"{error.error}: {error.message}")
+        if len(self.errors) > 20:
+            lines.append(f"  ... and {len(self.errors) - 20} more errors")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (the ``dicomnb get --json`` object)."""
+        return {
+            "counts": self.counts(),
+            "instances": [dataclasses.asdict(r) for r in self.instances],
+            "images": [dataclasses.asdict(r) for r in self.images],
+            "attachments": [dataclasses.asdict(r) for r in self.attachments],
+            "missing": [dataclasses.asdict(r) for r in self.missing],
+            "errors": [dataclasses.asdict(r) for r in self.errors],
+        }
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(self.summary()) + "</pre>"

@@ -1,0 +1,89 @@
+"""Shared fixtures: pydicom's bundled files as real data, an isolated cache and catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicomnb.core.catalog import Catalog
+from dicomnb.core.settings import settings
+
+PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
+TEST_FILES = PYDICOM_DATA / "test_files"
+CHARSET_FILES = PYDICOM_DATA / "charset_files"
+
+
+def in_ci() -> bool:
+    """True on CI, where a missing peer (dcmtk, Orthanc, Chromium) must fail, not skip."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a command-line tool; skip without it, but fail on CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (the test command installs it: scripts/test.sh)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file below ``root`` (to prove a source was not modified)."""
+    hashes = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            hashes[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+@pytest.fixture
+def test_files() -> Path:
+    """pydicom's bundled test files (read-only: copy before changing anything)."""
+    return TEST_FILES
+
+
+@pytest.fixture
+def charset_files() -> Path:
+    return CHARSET_FILES
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own cache folder and an empty process catalog."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("DICOMNB_CACHE_DIR", str(cache))
+    import dicomnb
+
+    with settings.override(cache_dir=cache):
+        dicomnb.catalog.clear()
+        yield cache
+        dicomnb.catalog.clear()
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    """A fresh catalog of its own (not the process-wide one)."""
+    return Catalog()
+
+
+@pytest.fixture
+def sample_tree(tmp_path: Path) -> Path:
+    """A folder with a few real DICOM files, some without extension, an image and junk."""
+    root = tmp_path / "sample"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    shutil.copy(TEST_FILES / "CT_small.dcm", root / "CT_small.dcm")
+    shutil.copy(TEST_FILES / "MR_small.dcm", root / "sub" / "MRSMALL")  # no extension
+    shutil.copy(TEST_FILES / "rtplan.dcm", root / "sub" / "deeper" / "plan.IMA")
+    shutil.copy(TEST_FILES / "ExplVR_LitEndNoMeta.dcm", root / "sub" / "raw.bin")  # no preamble
+    (root / "notes.txt").write_text("not DICOM\n")
+    (root / "photo.png").write_bytes(
+        bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                      "0000000d49444154789c6360000002000154a24f5f0000000049454e44ae426082"))
+    return root

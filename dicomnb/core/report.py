@@ -92,7 +92,7 @@ class ImportReport:
         c = self.counts()
         lines = [
             f"{c['patients']} patients, {c['studies']} studies, {c['series']} series, "
-            f"{c['instances']} instances ({c['added']} new, {c['duplicates']} already known)",
+            f"{c['instances']} instances ({c['added']} new, {c['duplicates']} duplicates)",
             f"{c['images']} images, {c['attachments']} attachments, {c['missing']} missing, "
             f"{c['errors']} errors, {c['skipped']} other files skipped",
         ]

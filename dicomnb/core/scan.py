@@ -31,6 +31,8 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_DICOMDIR_NOT_INSTANCE = "a DICOMDIR (the index of media), not an instance: import it with import_dicomdir"
 
 #: First read of a file; enough for the whole header of most files.
 FIRST_READ = 8192
@@ -224,16 +226,19 @@ def _skip_sequence(win: _Window, offset: int, implicit: bool) -> int:
                 raise _Truncated
 
 
-def _read_meta(win: _Window, offset: int) -> tuple[int, str | None]:
-    """Read the group 0002 elements from ``offset``; return (offset after them, transfer syntax)."""
-    transfer_syntax = None
+def _read_meta(win: _Window, offset: int) -> tuple[int, str | None, str | None]:
+    """Read the group 0002 elements from ``offset``.
+
+    Returns the offset after them, the transfer syntax and the media storage SOP class.
+    """
+    transfer_syntax = media_class = None
     while True:
         if offset + 8 > win.size:
-            return offset, transfer_syntax
+            return offset, transfer_syntax, media_class
         buf, pos = win.at(offset, 8)
         group, elem, vr, length = _EXPL.unpack_from(buf, pos)
         if group != 0x0002:
-            return offset, transfer_syntax
+            return offset, transfer_syntax, media_class
         if vr in _LONG_VRS:
             buf, pos = win.at(offset, 12)
             (length,) = _U32.unpack_from(buf, pos + 8)
@@ -244,9 +249,12 @@ def _read_meta(win: _Window, offset: int) -> tuple[int, str | None]:
             raise _Fallback
         if length == _UNDEFINED:
             raise _Fallback
-        if elem == 0x0010:
+        if elem in (0x0002, 0x0010):
             buf, pos = win.at(offset + header, length)
-            transfer_syntax = _string(buf[pos : pos + length])
+            if elem == 0x0010:
+                transfer_syntax = _string(buf[pos : pos + length])
+            else:
+                media_class = _string(buf[pos : pos + length])
         offset += header + length
 
 
@@ -258,11 +266,13 @@ def _scan(win: _Window) -> dict[str, Any]:
     head = win.buf
     preamble = head[128:132] == b"DICM"
     if preamble:
-        offset, transfer_syntax = _read_meta(win, 132)
+        offset, transfer_syntax, media_class = _read_meta(win, 132)
     elif head[:2] == b"\x02\x00" and _looks_explicit(head, 0):
-        offset, transfer_syntax = _read_meta(win, 0)  # meta information without preamble
+        offset, transfer_syntax, media_class = _read_meta(win, 0)  # meta without preamble
     else:
-        offset, transfer_syntax = 0, None
+        offset, transfer_syntax, media_class = 0, None, None
+    if media_class == MEDIA_STORAGE_DIRECTORY:
+        raise NotDicomError(_DICOMDIR_NOT_INSTANCE)
     if transfer_syntax in (EXPLICIT_BE, DEFLATED_LE):
         raise _Fallback
     if win.size - offset < 8:
@@ -443,6 +453,9 @@ def _read_with_pydicom(open_file: Callable[[], BinaryIO], preamble: bool) -> dic
         if not preamble:
             raise NotDicomError(f"not DICOM: {exc}") from exc
         raise UnreadableFileError(f"pydicom cannot parse the header: {exc}") from exc
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+        raise NotDicomError(_DICOMDIR_NOT_INSTANCE)
     fields = fields_from_dataset(ds)
     if fields["SOPInstanceUID"] is None:
         if len(ds) == 0 and preamble:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import CHARSET_FILES, TEST_FILES
 
 from dicomnb.core import scan
 from dicomnb.core.errors import NotDicomError, TruncatedFileError, UnreadableFileError
 from dicomnb.core.scan import fields_from_dataset, read_header, read_header_bytes
-
-from conftest import CHARSET_FILES, TEST_FILES
 
 ALL_FILES = sorted(p for p in [*TEST_FILES.rglob("*"), *CHARSET_FILES.glob("*")] if p.is_file())
 

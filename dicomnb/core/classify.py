@@ -29,7 +29,7 @@ def instance_from_fields(
     fields: dict[str, object], path: str, source: str, origin: str, member: str | None = None
 ) -> InstanceRecord:
     """Build an :class:`InstanceRecord` from the attributes ``read_header`` returns."""
-    return InstanceRecord(*(fields[name] for name in DICOM_FIELDS), path, source, origin, member)  # type: ignore[arg-type]
+    return InstanceRecord(*(fields[name] for name in DICOM_FIELDS), path, source, origin, member)  # type: ignore[arg-type, call-arg]
 
 
 def classify_file(path: str, source: str = "local", origin: str = "", member: str | None = None) -> Item:

@@ -52,11 +52,11 @@ def _holds_dicom(folder: str) -> bool:
     return any(isinstance(classify_file(path), InstanceRecord) for path in walk_files(folder))
 
 
-def check_drop(paths: Sequence[str | os.PathLike[str]]) -> DropPlan:
-    """Return the plan for a drop of ``paths``, or raise :class:`DropRejected`."""
+def check_drop(dropped: Sequence[str | os.PathLike[str]]) -> DropPlan:
+    """Return the plan for a drop of ``dropped`` paths, or raise :class:`DropRejected`."""
     from dicomnb.sources.dicomdir import find_dicomdir
 
-    paths = [os.path.abspath(os.fspath(p)) for p in paths]
+    paths: list[str] = [os.path.abspath(os.fspath(p)) for p in dropped]
     if not paths:
         raise DropRejected(f"Nothing was dropped. {ACCEPTED}")
     missing = [p for p in paths if not os.path.exists(p)]

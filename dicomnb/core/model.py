@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "DICOM_FIELDS",
@@ -161,7 +160,7 @@ class SkippedRecord:
     reason: str = "not DICOM"
 
 
-Item = Union[InstanceRecord, ImageRecord, AttachmentRecord, MissingRecord, ErrorRecord, SkippedRecord]
+Item = InstanceRecord | ImageRecord | AttachmentRecord | MissingRecord | ErrorRecord | SkippedRecord
 
 
 def columns_of(record_type: type) -> tuple[str, ...]:

@@ -75,7 +75,7 @@ def stack_volume(paths: Sequence[str], modality_lut: bool = True) -> np.ndarray:
     if all(key is not None for key in keys):
         order = sorted(range(len(slices)), key=lambda i: (keys[i], i))
     else:
-        numbers = []
+        numbers: list[int | None] = []
         for ds, _ in slices:
             try:
                 numbers.append(int(ds.InstanceNumber))

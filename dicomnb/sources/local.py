@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 from dicomnb.core.classify import classify_file, classify_files
 from dicomnb.core.errors import InputError

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Peers and tools the tests run for real.
-APT_PACKAGES=(dcmtk)
+APT_PACKAGES=(dcmtk zip)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()

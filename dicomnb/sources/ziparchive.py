@@ -1,6 +1,380 @@
-"""DICOM ZIP archives (placeholder until the ZIP source lands)."""
+"""DICOM ZIP archives: stored or deflated, plain or encrypted (ZipCrypto, AES).
+
+Entries are read one by one, straight from the archive, into dicomnb's cache; the archive
+is never extracted wholesale and never modified. Before anything is written, the archive
+is checked as a whole:
+
+* every entry's data must lie where the central directory says, one after the other
+  (an *overlapping-entry* bomb points many entries at the same compressed bytes);
+* the number of entries, the total uncompressed size, and the compression ratio of each
+  entry and of the whole archive are capped (``settings.zip_max_*``): a 1 MB entry that
+  claims 1 GiB is refused, and an entry can never yield more than its declared size;
+* an encrypted archive needs a password (:class:`PasswordRequired`), which is tried on one
+  entry first (:class:`WrongPassword`), so that a dialog can ask again.
+
+Names are checked and made safe (``..``, absolute and drive-letter names are refused, an
+entry is never written outside the cache; duplicate and case-colliding names all land,
+with a ``~N`` suffix). Files that are neither DICOM nor images are not kept in the cache,
+except in an archive that holds a DICOMDIR, where they are attachments of its media.
+
+A DICOMDIR at the root of the archive or in a sub-folder is used as the DICOMDIR source
+does for a folder: its records decide what is imported, the rest of its media is listed
+as attachments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import stat
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from dicomnb.core.classify import classify_file
+from dicomnb.core.errors import (
+    ArchiveError,
+    DicomnbError,
+    PasswordRequired,
+    UnreadableFileError,
+    WrongPassword,
+)
+from dicomnb.core.model import (
+    AttachmentRecord,
+    ErrorRecord,
+    ImageRecord,
+    InstanceRecord,
+    Item,
+    SkippedRecord,
+)
+from dicomnb.core.parallel import map_batches
+from dicomnb.core.settings import settings
+from dicomnb.core.store import atomic_writer, cache_folder, key_for, safe_relative_path
+
+__all__ = ["ZipSource"]
+
+LOGGER = logging.getLogger(__name__)
+
+_BATCH = 128
+_COPY_CHUNK = 1024 * 1024
+_LOCAL_HEADER_SIZE = 30  # fixed part of a local file header
+_ENCRYPTED = 0x1
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One entry to land in the cache: its index in the archive, name and target file."""
+
+    index: int
+    name: str
+    target: str
+
+
+def _open_archive(path: str) -> Any:
+    import pyzipper
+
+    try:
+        return pyzipper.AESZipFile(path)
+    except (pyzipper.BadZipFile, EOFError, ValueError) as exc:
+        raise ArchiveError(f"{path} is not a readable ZIP archive ({exc}): is the file complete?") from exc
+    except OSError as exc:
+        raise ArchiveError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+
+# Worker processes read many batches of the same archive: keep it open between batches
+# rather than parsing its central directory again for each.
+_cache_lock = threading.Lock()
+_cached: tuple[tuple[str, str], Any] | None = None
+
+
+def _cached_archive(path: str, stamp: str) -> Any:
+    global _cached
+    with _cache_lock:
+        if _cached is not None and _cached[0] == (path, stamp):
+            return _cached[1]
+        if _cached is not None:
+            _cached[1].close()
+        archive = _open_archive(path)
+        _cached = ((path, stamp), archive)
+        return archive
+
+
+def _forget_archive(path: str) -> None:
+    global _cached
+    with _cache_lock:
+        if _cached is not None and _cached[0][0] == path:
+            _cached[1].close()
+            _cached = None
+
+
+def _entry_error(exc: BaseException, name: str) -> DicomnbError:
+    """Turn what reading one entry raised into our error tree."""
+    import pyzipper
+
+    if isinstance(exc, DicomnbError):
+        return exc
+    if isinstance(exc, RuntimeError) and "password" in str(exc).lower():
+        return WrongPassword(f"the password does not open the entry {name!r}: ask for it again")
+    if isinstance(exc, NotImplementedError):
+        return ArchiveError(f"the entry {name!r} uses a compression method that is not supported "
+                            f"({exc}); re-create the archive with deflate")
+    if isinstance(exc, (pyzipper.BadZipFile, zlib.error, EOFError)):
+        return ArchiveError(f"the entry {name!r} is corrupt ({exc}): the archive is damaged")
+    if isinstance(exc, OSError):
+        return UnreadableFileError(f"cannot write the entry {name!r} to the cache: {exc.strerror or exc}")
+    return ArchiveError(f"cannot read the entry {name!r}: {exc}")
+
+
+def _land(archive: Any, info: Any, target: str, password: bytes | None) -> None:
+    """Copy one entry to ``target`` (atomically), unless an identical copy is there already."""
+    try:
+        if os.path.getsize(target) == info.file_size:
+            return  # landed by an earlier import of this very archive (the cache key says so)
+    except OSError:
+        pass
+    with archive.open(info, pwd=password) as src, atomic_writer(target) as dst:
+        shutil.copyfileobj(src, dst, _COPY_CHUNK)
+
+
+def _land_batch(
+    path: str, stamp: str, password: bytes | None, jobs: Sequence[_Job], keep_all: bool, origin: str,
+    classify: bool,
+) -> list[Item]:
+    """Land a batch of entries and say what each is (the function worker processes run).
+
+    With ``classify`` false (the archive has a DICOMDIR, which decides later) every entry is
+    kept and reported as a :class:`SkippedRecord` carrying its target path.
+    """
+    archive = _cached_archive(path, stamp)
+    infos = archive.infolist()
+    items: list[Item] = []
+    for job in jobs:
+        try:
+            _land(archive, infos[job.index], job.target, password)
+        except Exception as exc:  # noqa: BLE001 - each entry's failure is its own error record
+            items.append(ErrorRecord.from_exception(path, _entry_error(exc, job.name), source="zip",
+                                                    origin=origin, member=job.name))
+            continue
+        if not classify:
+            items.append(SkippedRecord(job.target, "landed"))
+            continue
+        item = classify_file(job.target, "zip", origin, job.name)
+        if isinstance(item, SkippedRecord):
+            if not keep_all:
+                os.unlink(job.target)
+            item = SkippedRecord(f"{path}::{job.name}", item.reason)
+        items.append(item)
+    return items
 
 
 class ZipSource:
-    def __init__(self, path, password=None):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
+    """A DICOM ZIP archive.
+
+    Parameters
+    ----------
+    path : path
+        The archive.
+    password : str or bytes, optional
+        For encrypted archives (ZipCrypto or AES).
+
+    Raises
+    ------
+    PasswordRequired
+        The archive is encrypted and no password was given.
+    WrongPassword
+        The password does not open it.
+    ArchiveError
+        The archive is not a readable ZIP, or is refused as unsafe (a zip bomb,
+        overlapping entries, more than the configured size or number of entries).
+    """
+
+    kind = "zip"
+
+    def __init__(self, path: str | os.PathLike[str], password: str | bytes | None = None) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.origin = self.path
+        self._password = password.encode("utf-8") if isinstance(password, str) else password
+        self._trees: list[Any] = []
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise ArchiveError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+        self._stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        archive = _open_archive(self.path)
+        try:
+            self._infos = archive.infolist()
+            entries = [(i, info) for i, info in enumerate(self._infos) if not info.is_dir()]
+            self._check_layout(archive.start_dir, st.st_size)
+            self._check_sizes([info for _, info in entries], st.st_size)
+            self._check_password(archive, [info for _, info in entries])
+        finally:
+            archive.close()
+        self._plan(entries)
+
+    def __repr__(self) -> str:
+        locked = ", password=***" if self._password is not None else ""
+        return f"ZipSource({self.path!r}{locked})"
+
+    # -- checks made before anything is written ------------------------------------------
+    def _check_layout(self, start_dir: int, archive_size: int) -> None:
+        """Refuse entries whose data overlap each other or the central directory."""
+        if len(self._infos) > settings.zip_max_entries:
+            raise ArchiveError(f"{self.path} has {len(self._infos)} entries, more than the "
+                               f"{settings.zip_max_entries} accepted (settings.zip_max_entries)")
+        end_of_previous = 0
+        for info in sorted(self._infos, key=lambda info: info.header_offset):
+            offset = info.header_offset
+            if offset < end_of_previous:
+                raise ArchiveError(
+                    f"{self.path} has overlapping entries ({info.filename!r} starts inside the data "
+                    "of another entry): this is how zip bombs are built; refused"
+                )
+            name_length = len(info.orig_filename.encode("utf-8", "surrogateescape"))
+            end_of_previous = offset + _LOCAL_HEADER_SIZE + name_length + info.compress_size
+            if end_of_previous > min(start_dir, archive_size):
+                raise ArchiveError(f"the entry {info.filename!r} of {self.path} claims data beyond the "
+                                   "end of the archive: the archive is damaged or forged")
+
+    def _check_sizes(self, infos: Sequence[Any], archive_size: int) -> None:
+        """Refuse archives that would expand beyond the caps (zip bombs) or the free space."""
+        limit_ratio, small = settings.zip_max_ratio, settings.zip_ratio_min_bytes
+        total = 0
+        for info in infos:
+            total += info.file_size
+            if info.file_size > small and info.file_size > limit_ratio * max(info.compress_size, 1):
+                raise ArchiveError(
+                    f"the entry {info.filename!r} of {self.path} would expand {info.compress_size} bytes "
+                    f"into {info.file_size} (more than {limit_ratio:g}x): a zip bomb; refused "
+                    "(settings.zip_max_ratio)"
+                )
+        if total > settings.zip_max_total_bytes:
+            raise ArchiveError(f"{self.path} would expand to {total} bytes, more than the "
+                               f"{settings.zip_max_total_bytes} accepted (settings.zip_max_total_bytes)")
+        if total > small and total > limit_ratio * max(archive_size, 1):
+            raise ArchiveError(f"{self.path} ({archive_size} bytes) would expand to {total} bytes, more "
+                               f"than {limit_ratio:g}x its size: a zip bomb; refused (settings.zip_max_ratio)")
+        free = shutil.disk_usage(cache_folder()).free
+        if total > free:
+            raise ArchiveError(f"{self.path} needs {total} bytes in the cache ({settings.cache_dir}) "
+                               f"but only {free} are free: free some space or set settings.cache_dir")
+
+    def _check_password(self, archive: Any, infos: Sequence[Any]) -> None:
+        encrypted = [info for info in infos if info.flag_bits & _ENCRYPTED]
+        if not encrypted:
+            return
+        if self._password is None:
+            raise PasswordRequired(f"{self.path} is encrypted: give its password "
+                                   "(password=..., or --password-file on the command line)")
+        probe = min(encrypted, key=lambda info: info.compress_size)
+        try:
+            with archive.open(probe, pwd=self._password) as f:
+                while f.read(_COPY_CHUNK):
+                    pass
+        except (RuntimeError, zlib.error) as exc:
+            raise WrongPassword(f"the password does not open {self.path}: ask for it again") from exc
+        except Exception as exc:  # noqa: BLE001 - a wrong key shows as a corrupt entry (CRC, HMAC)
+            if "crc" in str(exc).lower() or "hmac" in str(exc).lower() or "error -3" in str(exc):
+                raise WrongPassword(f"the password does not open {self.path}: ask for it again") from exc
+            raise ArchiveError(f"cannot read the entry {probe.filename!r} of {self.path}: {exc}") from exc
+
+    # -- where each entry lands ------------------------------------------------------------
+    def _plan(self, entries: Sequence[tuple[int, Any]]) -> None:
+        self.folder = cache_folder("zip", key_for(self.path, self._stamp))
+        self._jobs: list[_Job] = []
+        self._unsafe: list[ErrorRecord] = []
+        taken: set[str] = set()
+        for index, info in entries:
+            try:
+                relative = safe_relative_path(info.filename, taken)
+            except DicomnbError as exc:
+                self._unsafe.append(ErrorRecord.from_exception(self.path, exc, source=self.kind,
+                                                               origin=self.origin, member=info.filename))
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                LOGGER.info("%s: %s is a symbolic link; its text lands as a plain file", self.path,
+                            info.filename)
+            self._jobs.append(_Job(index, info.filename, str(self.folder / relative)))
+        # A DICOMDIR decides for the media below its folder (the outermost one wins).
+        roots = sorted({PurePosixPath(j.target).parent for j in self._jobs
+                        if PurePosixPath(j.target).name.upper() == "DICOMDIR"}, key=lambda p: len(p.parts))
+        self._media_roots: list[PurePosixPath] = []
+        for root in roots:
+            if not any(root.is_relative_to(outer) for outer in self._media_roots):
+                self._media_roots.append(root)
+
+    # -- the Source protocol -------------------------------------------------------------------
+    def items(self) -> Iterator[Item]:
+        """Yield one item per entry: instance, image, attachment, missing record or error."""
+        self._trees = []
+        yield from self._unsafe
+        has_media = bool(self._media_roots)
+        batches = [
+            (self.path, self._stamp, self._password, self._jobs[i : i + _BATCH], has_media, self.origin,
+             not has_media)
+            for i in range(0, len(self._jobs), _BATCH)
+        ]
+        parallel = len(self._jobs) >= settings.parallel_threshold
+        landed: list[str] = []
+        try:
+            for result in map_batches(_land_batch, batches, parallel=parallel):
+                for item in result:
+                    if has_media and isinstance(item, SkippedRecord):
+                        landed.append(item.path)
+                    else:
+                        yield item
+        finally:
+            _forget_archive(self.path)
+        if has_media:
+            yield from self._media_items(landed)
+
+    def _media_items(self, landed: Sequence[str]) -> Iterator[Item]:
+        """The archive holds DICOMDIR media: let the DICOMDIR source decide for them."""
+        from dicomnb.sources.dicomdir import DicomdirSource
+        from dicomnb.sources.local import classify_paths
+
+        member_of = {job.target: job.name for job in self._jobs}
+        outside: list[str] = []
+        for target in landed:
+            if not any(PurePosixPath(target).is_relative_to(root) for root in self._media_roots):
+                outside.append(target)
+        for root in self._media_roots:
+            try:
+                media = DicomdirSource(str(root), kind=self.kind, origin=self.origin)
+            except DicomnbError as exc:
+                dicomdir = str(root / "DICOMDIR")
+                yield ErrorRecord.from_exception(self.path, exc, source=self.kind, origin=self.origin,
+                                                 member=member_of.get(dicomdir))
+                outside += [t for t in landed if PurePosixPath(t).is_relative_to(root)]
+                continue
+            for item in media.items():
+                yield self._with_member(item, member_of)
+            tree = media.tree()
+            if tree is not None:
+                self._trees.append(tree)
+        for item in classify_paths(outside, self.kind, self.origin):
+            yield self._with_member(item, member_of)
+
+    @staticmethod
+    def _with_member(item: Item, member_of: dict[str, str]) -> Item:
+        """Name the archive entry a record of the landed media came from."""
+        if isinstance(item, (InstanceRecord, ImageRecord, AttachmentRecord, ErrorRecord)) and item.member is None:
+            member = member_of.get(item.path)
+            if member is not None:
+                return dataclasses.replace(item, member=member)
+        return item
+
+    def tree(self) -> Any:
+        """The records of the DICOMDIR(s) in the archive, or ``None`` (see DicomdirSource.tree)."""
+        if not self._trees:
+            return None
+        if len(self._trees) == 1:
+            return self._trees[0]
+        import pandas as pd
+
+        return pd.concat(self._trees, ignore_index=True)
+

@@ -178,3 +178,9 @@ def test_multiframe_instance_gives_its_frames() -> None:
 def test_unknown_series_is_a_typed_error() -> None:
     with pytest.raises(InputError, match="import it first"):
         dicomnb.load_series("1.2.3")
+
+
+def test_a_series_of_one_image_is_still_a_volume() -> None:
+    dicomnb.import_local(TEST_FILES / "CT_small.dcm")
+    volume = dicomnb.load_series(dicomnb.catalog.series["SeriesInstanceUID"].iloc[0])
+    assert volume.shape == (1, 128, 128)

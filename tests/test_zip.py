@@ -193,7 +193,9 @@ def test_dicomdir_in_a_subfolder_of_the_archive(tmp_path: Path) -> None:
     assert dicomnb.catalog.instances["member"].str.startswith("export/").all()
     missing = dicomnb.catalog.missing
     assert list(missing["ReferencedFileID"]) == ["77654033/CR2/6247"]
-    assert list(dicomnb.catalog.attachments["member"]) == ["export/report.pdf"]
+    # every non-DICOM file on the media is an attachment: ours, and pydicom's two READMEs
+    assert set(dicomnb.catalog.attachments["member"]) == {"export/report.pdf", "export/README.txt",
+                                                         "export/TINY_ALPHA/README"}
     assert report.tree is not None and len(report.tree) == 31
 
 

@@ -64,13 +64,12 @@ def stack_volume(paths: Sequence[str], modality_lut: bool = True) -> np.ndarray:
     Slices are sorted by the position of each image along the normal of its orientation
     (ImagePositionPatient · (row × column)); when a file lacks either, by InstanceNumber,
     then by file order. A single multi-frame instance gives its frames. Returns an array
-    of shape ``(slices, rows, columns)`` (plus a trailing samples axis for colour).
+    of shape ``(slices, rows, columns)`` (plus a trailing samples axis for colour), also for
+    a series of one single-frame image.
     """
     if not paths:
         raise InputError("the series has no instances in the catalog")
     slices = [read_pixels(path, modality_lut) for path in paths]
-    if len(slices) == 1:
-        return slices[0][1]
     keys = [_position_key(ds) for ds, _ in slices]
     if all(key is not None for key in keys):
         order = sorted(range(len(slices)), key=lambda i: (keys[i], i))

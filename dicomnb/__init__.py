@@ -22,9 +22,11 @@ from dicomnb.api import (
     load_series,
     sample_data,
 )
+from dicomnb.core.criteria import Period, SearchCriteria
 from dicomnb.core.drop import DropPlan, check_drop, import_drop
 from dicomnb.core.report import ImportReport
 from dicomnb.core.settings import settings
+from dicomnb.network import add_node, echo, nodes, presets, remove_node
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
@@ -32,11 +34,15 @@ __version__ = "0.1.0"
 __all__ = [
     "DropPlan",
     "ImportReport",
+    "Period",
+    "SearchCriteria",
     "__version__",
+    "add_node",
     "catalog",
     "check_drop",
     "debug_logger",
     "detect_cdrom",
+    "echo",
     "errors",
     "get",
     "import_dicomdir",
@@ -44,6 +50,9 @@ __all__ = [
     "import_local",
     "import_zip",
     "load_series",
+    "nodes",
+    "presets",
+    "remove_node",
     "sample_data",
     "settings",
 ]

@@ -2,10 +2,17 @@
 
     dicomnb get -l PATH [-l PATH ...] [-z ZIP ...] [--password-file FILE]
                 [--no-recursive] [--copy] [--json]
+    dicomnb node add NAME --aet AET --host HOST --port PORT [--wado-url URL]
+                [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE] [--replace]
+    dicomnb node list [--json]
+    dicomnb node remove NAME
+    dicomnb echo NAME [--timeout SECONDS]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
-reported), 2 for unusable arguments, 3 when an archive needs a password or the password
-given is wrong.
+reported), 1 when an optional dependency is missing (the message names the extra), 2 for
+unusable arguments (an unknown node, a bad AE title...), 3 when an archive needs a password
+or the password given is wrong, 4 when the network failed (refused, rejected, aborted,
+timed out).
 """
 
 from __future__ import annotations
@@ -16,16 +23,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dicomnb import api
-from dicomnb.core.errors import DicomnbError, InputError, PasswordError
+from dicomnb import api, network
+from dicomnb.core.errors import DependencyMissing, DicomnbError, InputError, PasswordError, SourceError
 from dicomnb.core.model import ErrorRecord
 from dicomnb.core.report import ImportReport
 
 __all__ = ["main"]
 
 EXIT_OK = 0
+EXIT_DEPENDENCY = 1
 EXIT_USAGE = 2
 EXIT_PASSWORD = 3
+EXIT_NETWORK = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +64,31 @@ def _setup_argparser() -> argparse.ArgumentParser:
     get.add_argument("--copy", action="store_true",
                      help="copy DICOMDIR media into a local temporary folder first")
     get.add_argument("--json", action="store_true", help="print one JSON object")
+
+    node = commands.add_parser("node", help="add, list or remove the DICOM nodes (archives) to query",
+                               description="Manage the DICOM nodes kept in the configuration folder "
+                               "($DICOMNB_CONFIG_DIR or the user's config dir).")
+    node_commands = node.add_subparsers(dest="node_command", required=True, parser_class=_Parser)
+    add = node_commands.add_parser("add", help="add a node", description="Add a DICOM node.")
+    add.add_argument("name", metavar="NAME", help="the name to call it by")
+    add.add_argument("--aet", required=True, help="its called AE title (16 characters at most)")
+    add.add_argument("--host", required=True, help="its host name or address")
+    add.add_argument("--port", required=True, type=int, help="its DICOM port")
+    add.add_argument("--wado-url", metavar="URL", help="its WADO-URI base URL (http://host:8042/wado)")
+    add.add_argument("--tls-ca", metavar="FILE", help="the server's CA certificates (PEM): turns TLS on")
+    add.add_argument("--tls-cert", metavar="FILE", help="our client certificate (PEM)")
+    add.add_argument("--tls-key", metavar="FILE", help="the key of our client certificate (PEM)")
+    add.add_argument("--replace", action="store_true", help="replace a node of the same name")
+    listing = node_commands.add_parser("list", help="list the nodes", description="List the nodes.")
+    listing.add_argument("--json", action="store_true", help='print {"nodes": [...]}')
+    remove = node_commands.add_parser("remove", help="remove a node", description="Remove a node.")
+    remove.add_argument("name", metavar="NAME")
+
+    echo = commands.add_parser("echo", help="check that a node answers (C-ECHO)",
+                               description="Send a C-ECHO to a saved node and print the time it took.")
+    echo.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")
+    echo.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="seconds allowed for connecting and for each message (default 10)")
     return parser
 
 
@@ -116,12 +150,59 @@ def _get(args: argparse.Namespace) -> int:
     return status
 
 
+def _node(args: argparse.Namespace) -> int:
+    if args.node_command == "add":
+        for option in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(args, option)
+            if path is not None and not os.path.isfile(path):
+                print(f"dicomnb node add: --{option.replace('_', '-')}: no such file: {path}", file=sys.stderr)
+                return EXIT_USAGE
+        node = network.add_node(args.name, args.aet, args.host, args.port, wado_url=args.wado_url,
+                                tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                replace=args.replace)
+        print(f"added {node.name}: {node.aet}@{node.host}:{node.port}" + (" (TLS)" if node.tls else ""))
+    elif args.node_command == "list":
+        found = network.nodes()
+        if args.json:
+            json.dump({"nodes": [n.to_json() for n in found]}, sys.stdout, ensure_ascii=False)
+            sys.stdout.write("\n")
+        elif not found:
+            print("no nodes: add one with 'dicomnb node add NAME --aet AET --host HOST --port PORT'")
+        for n in [] if args.json else found:
+            extras = [" TLS" if n.tls else "", f" WADO {n.wado_url}" if n.wado_url else ""]
+            print(f"{n.name}\t{n.aet}@{n.host}:{n.port}{''.join(extras)}")
+    elif args.node_command == "remove":
+        network.remove_node(args.name)
+        print(f"removed {args.name}")
+    return EXIT_OK
+
+
+def _echo(args: argparse.Namespace) -> int:
+    seconds = network.echo(args.name, timeout=args.timeout)
+    print(f"{args.name}: C-ECHO ok in {seconds * 1000:.0f} ms")
+    return EXIT_OK
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _setup_argparser()
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
+    commands = {"node": _node, "echo": _echo}
+    if namespace.command in commands:
+        prefix = " ".join(["dicomnb", namespace.command, getattr(namespace, "node_command", "")]).strip()
+        try:
+            return commands[namespace.command](namespace)
+        except DependencyMissing as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return EXIT_DEPENDENCY
+        except SourceError as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return EXIT_NETWORK
+        except InputError as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     parser.error(f"unknown command {namespace.command}")  # pragma: no cover
     return EXIT_USAGE  # pragma: no cover
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Peers and tools the tests run for real.
-APT_PACKAGES=(dcmtk zip)
+APT_PACKAGES=(dcmtk zip orthanc orthanc-dicomweb)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -24,7 +24,7 @@ fi
 VENV="${DICOMNB_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,notebook]" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,notebook,network]" 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" -c "import dicomnb" # the install worked
 
 echo "== ruff"

@@ -87,3 +87,80 @@ def sample_tree(tmp_path: Path) -> Path:
         bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                       "0000000d49444154789c6360000002000154a24f5f0000000049454e44ae426082"))
     return root
+
+
+# --- Real DICOM peers, started once per session (see tests/peers.py) ---------------------------
+
+def require_module(name: str, extra: str = "network") -> None:
+    """Skip without the Python module ``name``, but fail on CI (like :func:`require_tool`)."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        message = f"{name} is not installed (pip install -e '.[{extra}]'; scripts/test.sh does)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory):
+    """Orthanc with the DICOMweb plugin, loaded with :data:`peers.DATASET`."""
+    import peers
+
+    require_tool("Orthanc")
+    require_module("pynetdicom")
+    if not peers.ORTHANC_PLUGIN.exists():
+        message = f"the DICOMweb plugin {peers.ORTHANC_PLUGIN} is missing (apt-get install orthanc-dicomweb)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with peers.run_orthanc(tmp_path_factory.mktemp("orthanc")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def dcmqrscp(tmp_path_factory: pytest.TempPathFactory):
+    """DCMTK's dcmqrscp (the strict peer), loaded with :data:`peers.DATASET`."""
+    import peers
+
+    require_tool("dcmqrscp")
+    require_module("pynetdicom")
+    with peers.run_dcmqrscp(tmp_path_factory.mktemp("dcmqrscp")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def qrscp(tmp_path_factory: pytest.TempPathFactory):
+    """pynetdicom's qrscp (the embedded demo archive), loaded with :data:`peers.DATASET`."""
+    import peers
+
+    require_module("pynetdicom")
+    require_module("sqlalchemy")
+    with peers.run_qrscp(tmp_path_factory.mktemp("qrscp")) as peer:
+        yield peer
+
+
+@pytest.fixture
+def silent_peer():
+    """A TCP peer that accepts connections and never answers (for timeouts)."""
+    import peers
+
+    with peers.SilentPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+def hang_up_peer():
+    """A TCP peer that accepts connections and closes them at once."""
+    import peers
+
+    with peers.SilentPeer(hang_up=True) as peer:
+        yield peer
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own configuration folder (nodes, presets): the user's is never touched."""
+    folder = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("DICOMNB_CONFIG_DIR", str(folder))
+    return folder

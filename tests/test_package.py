@@ -6,13 +6,15 @@ import subprocess
 import sys
 
 import dicomnb
+import dicomnb.core.errors
 import dicomnb.errors
 
 
 def test_all_is_sorted_and_complete() -> None:
     public = sorted(name for name in dir(dicomnb) if not name.startswith("_")
                     and not isinstance(getattr(dicomnb, name), type(sys)))
-    assert sorted(dicomnb.__all__, key=str.lower) == sorted(dicomnb.__all__, key=str.lower)
+    assert dicomnb.__all__ == sorted(dicomnb.__all__), "keep __all__ sorted"
+    assert len(set(dicomnb.__all__)) == len(dicomnb.__all__)
     assert set(public) - {"annotations", "logging"} <= set(dicomnb.__all__) | {"api", "cli", "core", "sources"}
     for name in dicomnb.__all__:
         assert hasattr(dicomnb, name), name
@@ -37,6 +39,15 @@ def test_error_tree() -> None:
     for name in ["NotDicomError", "UnsafePathError", "DicomdirError", "DropRejected", "SourceError",
                  "DownloadError"]:
         assert issubclass(getattr(e, name), e.DicomnbError)
+    assert issubclass(e.ConfigError, e.InputError) and issubclass(e.CriteriaError, e.InputError)
+    for name in ["ConnectionFailed", "AssociationRejected", "AssociationAborted", "QueryFailed",
+                 "RetrieveIncomplete"]:
+        assert issubclass(getattr(e, name), e.SourceError), name
+        assert name in (dicomnb.core.errors.__doc__ or ""), f"{name} missing from the drawn tree"
+    assert issubclass(e.DependencyMissing, e.DicomnbError) and issubclass(e.DependencyMissing, ImportError)
+    assert e.QueryFailed("x", status=0xC000).status == 0xC000
+    assert e.RetrieveIncomplete("x", missing=("1.2",)).missing == ("1.2",)
+    assert sorted(e.__all__) == e.__all__
 
 
 def test_settings_are_validated() -> None:

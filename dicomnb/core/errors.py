@@ -16,9 +16,17 @@ always enough; the subclasses say what went wrong precisely enough for a dialog 
     │   │       └── WrongPassword      the password given does not open it
     │   ├── DicomdirError          a DICOMDIR that cannot be read
     │   ├── DropRejected           a drop that is none of the three accepted cases
-    │   └── DecoderMissing         pixel data needs a decoder that is not installed
+    │   ├── DecoderMissing         pixel data needs a decoder that is not installed
+    │   ├── ConfigError            a node, preset or config file that cannot be used
+    │   └── CriteriaError          search criteria that cannot be sent (a bad date, from > to)
     ├── SourceError                a remote source failed (network issues)
-    └── DownloadError              the download manager failed
+    │   ├── ConnectionFailed       no association: refused, unreachable, timed out, TLS refused
+    │   ├── AssociationRejected    the peer rejected the association (result, source, reason)
+    │   ├── AssociationAborted     the peer aborted the association or closed the connection
+    │   ├── QueryFailed            a request answered with a failure status (``status``)
+    │   └── RetrieveIncomplete     some instances did not arrive (``missing``)
+    ├── DownloadError              the download manager failed
+    └── DependencyMissing          an optional dependency is not installed (also an ImportError)
 
 Errors are raised with ``raise ... from exc`` at the boundary where a third-party
 exception is caught, so the original cause stays visible.
@@ -28,7 +36,13 @@ from __future__ import annotations
 
 __all__ = [
     "ArchiveError",
+    "AssociationAborted",
+    "AssociationRejected",
+    "ConfigError",
+    "ConnectionFailed",
+    "CriteriaError",
     "DecoderMissing",
+    "DependencyMissing",
     "DicomdirError",
     "DicomnbError",
     "DownloadError",
@@ -37,6 +51,8 @@ __all__ = [
     "NotDicomError",
     "PasswordError",
     "PasswordRequired",
+    "QueryFailed",
+    "RetrieveIncomplete",
     "SourceError",
     "TruncatedFileError",
     "UnreadableFileError",
@@ -97,9 +113,74 @@ class DecoderMissing(InputError):
     """Pixel data is compressed with a transfer syntax no installed decoder handles."""
 
 
+class ConfigError(InputError):
+    """A node, a preset or a configuration file that cannot be used as it is."""
+
+
+class CriteriaError(InputError):
+    """Search criteria that cannot be turned into a query (a bad date, a range backwards)."""
+
+
 class SourceError(DicomnbError):
     """A remote source (PACS, DICOMweb server) failed."""
 
 
+class ConnectionFailed(SourceError):
+    """No association could be set up: refused, unreachable, timed out or TLS refused."""
+
+
+class AssociationRejected(SourceError):
+    """The peer rejected the association request.
+
+    Attributes
+    ----------
+    result, source, reason : str
+        The A-ASSOCIATE-RJ fields in words ("rejected permanent", "service user",
+        "called AE title not recognised").
+    """
+
+    def __init__(self, message: str, *, result: str = "", source: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.result = result
+        self.source = source
+        self.reason = reason
+
+
+class AssociationAborted(SourceError):
+    """The peer aborted the association (A-ABORT) or closed the connection mid-way."""
+
+
+class QueryFailed(SourceError):
+    """A request was answered with a failure status.
+
+    Attributes
+    ----------
+    status : int or None
+        The DIMSE status (``0xC000``, ``0xA700``...), None when no response came.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetrieveIncomplete(SourceError):
+    """A retrieve ended with instances missing.
+
+    Attributes
+    ----------
+    missing : tuple of str
+        SOP Instance UIDs that were asked for and did not arrive.
+    """
+
+    def __init__(self, message: str, *, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
 class DownloadError(DicomnbError):
     """The download manager could not complete a job."""
+
+
+class DependencyMissing(DicomnbError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

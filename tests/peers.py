@@ -1,0 +1,496 @@
+"""Real DICOM peers for the tests: Orthanc, dcmqrscp and pynetdicom's qrscp, plus a silent peer.
+
+Each server is started once per test session on free loopback ports, with ``TCP_NODELAY=1``
+in its environment (Debian's DCMTK keeps Nagle on otherwise and stalls every C-STORE
+sub-operation by ~45 ms), a temporary storage folder, and a C-MOVE destination ``DICOMNB``
+at 127.0.0.1 on a port picked here. It is loaded with pydicom's bundled files (:data:`DATASET`)
+and stopped by PID at the end (SIGTERM, then SIGKILL after a bounded wait), children included.
+
+The loaded files were chosen to load on all three servers: several patients, studies and
+modalities (CT, MR, US, SEG, RTPLAN, RTDOSE, SR, ECG, OT, CR), the UTF-8 file of the
+Lestrade^G study, and the charset files (Cyrillic ``chrRuss.dcm``, Korean ``chrKoreanMulti.dcm``,
+French, German, Japanese, Chinese) so that non-ASCII matching can be tested. All are
+uncompressed: dcmqrscp, as configured, accepts only uncompressed transfer syntaxes
+(see :data:`NOT_LOADED`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
+
+#: pydicom's files loaded into every server (folder, name): distinct SOP Instance UIDs only.
+DATASET: tuple[tuple[str, str], ...] = (
+    ("test_files", "CT_small.dcm"),            # CT, CompressedSamples^CT1, 2004-01-19
+    ("test_files", "MR_small.dcm"),            # MR, CompressedSamples^MR1, 2004-08-26
+    ("test_files", "examples_overlay.dcm"),    # MR, Sssssss^Jsssss, 2005-11-30
+    ("test_files", "examples_palette.dcm"),    # US, OB^^^^, 2011-05-25
+    ("test_files", "liver_1frame.dcm"),        # SEG, JANCT000, 2003-04-17
+    ("test_files", "rtplan.dcm"),              # RTPLAN, Last^First^mid^pre, 2003-07-16
+    ("test_files", "rtdose.dcm"),              # RTDOSE, Lastname^Firstname, 2003-08-05
+    ("test_files", "test-SR.dcm"),             # SR, Test^S R
+    ("test_files", "waveform_ecg.dcm"),        # ECG, Anonymous, 2013-01-25
+    ("test_files", "SC_rgb_small_odd.dcm"),    # OT, Lestrade^G, 2017-01-01, ISO_IR 192
+    ("charset_files", "chrRuss.dcm"),          # OT, Люкceмбypг, ISO_IR 144
+    ("charset_files", "chrKoreanMulti.dcm"),   # CR, 김희중, ISO 2022 IR 149
+    ("charset_files", "chrFren.dcm"),          # OT, Buc^Jérôme, ISO_IR 100
+    ("charset_files", "chrGerm.dcm"),          # OT, Äneas^Rüdiger, ISO_IR 100
+    ("charset_files", "chrJapMulti.dcm"),      # CR, やまだ^たろう, ISO 2022 IR 87
+    ("charset_files", "chrX1.dcm"),            # OT, Wang^XiaoDong=王^小東, ISO_IR 192
+)
+
+#: Files left out, and why (what a server refused when they were tried).
+NOT_LOADED: dict[str, str] = {
+    "JPEG-lossy.dcm, JPEG2000.dcm, MR_small_RLE.dcm, MR_small_jpeg_ls_lossless.dcm, image_dfl.dcm":
+        "dcmqrscp accepts no compressed (JPEG, JPEG 2000, JPEG-LS, RLE, deflate) presentation "
+        "context unless started with one +x option per syntax; Orthanc and qrscp store them",
+    "MR_small_*.dcm variants, JPEG2000.dcm": "same SOP Instance UID as MR_small.dcm / JPEG-lossy.dcm",
+    "ExplVR_BigEnd.dcm": "stored by all three, left out: big endian is retired and adds nothing here",
+}
+
+MOVE_AET = "DICOMNB"
+START_TIMEOUT = 30.0   # seconds allowed for a server to answer after start
+STOP_TIMEOUT = 10.0    # seconds allowed after SIGTERM before SIGKILL
+ORTHANC_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A running DICOM server started for the tests.
+
+    Attributes
+    ----------
+    name : str
+        ``"orthanc"``, ``"dcmqrscp"`` or ``"qrscp"``.
+    aet, host, port
+        Its called AE title and DICOM address (always 127.0.0.1).
+    http_port : int or None
+        Orthanc's HTTP port (REST, WADO-URI at ``/wado``, DICOMweb at ``/dicom-web``).
+    move_aet, move_port
+        The C-MOVE destination it knows (``DICOMNB`` at 127.0.0.1:move_port).
+    instances : tuple of str
+        SOP Instance UIDs loaded into it.
+    files : tuple of str
+        The file names loaded, in the order of :data:`DATASET`.
+    pid : int
+        The server's process id.
+    """
+
+    name: str
+    aet: str
+    host: str
+    port: int
+    http_port: int | None
+    move_aet: str
+    move_port: int
+    instances: tuple[str, ...]
+    files: tuple[str, ...]
+    pid: int
+
+    @property
+    def wado_url(self) -> str | None:
+        """Orthanc's WADO-URI base URL (None for the others)."""
+        return f"http://{self.host}:{self.http_port}/wado" if self.http_port else None
+
+    @property
+    def dicomweb_url(self) -> str | None:
+        """Orthanc's DICOMweb root (None for the others)."""
+        return f"http://{self.host}:{self.http_port}/dicom-web" if self.http_port else None
+
+
+class PeerError(RuntimeError):
+    """A peer could not be started or loaded (the message includes the end of its log)."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bound to port 0, read back, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dataset_files() -> list[Path]:
+    return [PYDICOM_DATA / folder / name for folder, name in DATASET]
+
+
+def sop_instance_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
+
+def peer_env() -> dict[str, str]:
+    """The environment of every server and DCMTK tool: Nagle off."""
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc), e.g. dcmqrscp's per-association forks."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class ServerProcess:
+    """A server started in the background, logged to a file, stopped by PID."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(argv, cwd=cwd, env=peer_env(), stdout=self._log_file,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> float:
+        """Poll ``ready`` until it is true (bounded); return the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise PeerError(f"{self.name} exited with status {self.process.returncode} during "
+                                f"start-up:\n{self.tail()}")
+            if ready():
+                return time.monotonic() - started
+            time.sleep(0.05)
+        self.stop()
+        raise PeerError(f"{self.name} did not answer within {timeout:g} s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL; the same for children left behind."""
+        children = _children(self.pid) if self.process.poll() is None else []
+        for pid in [self.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for pid in children:
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        self._log_file.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def dimse_echo_ok(aet: str, port: int) -> bool:
+    """One C-ECHO with pynetdicom (readiness check; no dicomnb code involved)."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="READY")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 2
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title=aet)
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return bool("Status" in status and status.Status == 0)
+
+
+def c_store_files(aet: str, port: int, files: list[Path]) -> dict[str, str]:
+    """C-STORE ``files`` on one association; return {file name: why refused} for failures."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="LOADER")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    pairs: dict[tuple[str, str], None] = {}
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        pairs[(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))] = None
+    for sop_class, syntax in pairs:
+        ae.add_requested_context(sop_class, [syntax])
+    refused: dict[str, str] = {}
+    assoc = ae.associate("127.0.0.1", port, ae_title=aet)
+    if not assoc.is_established:
+        if assoc.is_rejected or not port_open(port):
+            raise PeerError(f"cannot associate with {aet}@127.0.0.1:{port} to load it")
+        # Accepted, then aborted: none of the proposed presentation contexts was accepted.
+        return {path.name: "no presentation context accepted" for path in files}
+    try:
+        for path in files:
+            try:
+                status = assoc.send_c_store(path)
+            except ValueError as exc:  # no accepted presentation context for it
+                refused[path.name] = str(exc)
+                continue
+            code = int(status.Status) if "Status" in status else None
+            if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+                refused[path.name] = "no answer" if code is None else f"status 0x{code:04X}"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return refused
+
+
+def _check_loaded(name: str, refused: dict[str, str]) -> None:
+    if refused:
+        details = "; ".join(f"{file}: {why}" for file, why in refused.items())
+        raise PeerError(f"{name} refused some of the test files: {details}")
+
+
+def _peer(name: str, aet: str, port: int, http_port: int | None, move_port: int, pid: int) -> Peer:
+    files = dataset_files()
+    return Peer(name=name, aet=aet, host="127.0.0.1", port=port, http_port=http_port,
+                move_aet=MOVE_AET, move_port=move_port,
+                instances=tuple(sop_instance_uid(path) for path in files),
+                files=tuple(path.name for path in files), pid=pid)
+
+
+# --- Orthanc -----------------------------------------------------------------------------------
+
+def orthanc_config(root: Path, aet: str, port: int, http_port: int, move_port: int,
+                   check_called_aet: bool = False) -> dict[str, object]:
+    return {
+        "Name": "DICOMNB-TEST",
+        "StorageDirectory": str(root / "db"),
+        "IndexDirectory": str(root / "db"),
+        "Plugins": [str(ORTHANC_PLUGIN)] if ORTHANC_PLUGIN.exists() else [],
+        "HttpServerEnabled": True,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "OrthancExplorerEnabled": False,
+        "WebDavEnabled": False,
+        "HttpCompressionEnabled": False,
+        "DicomServerEnabled": True,
+        "DicomAet": aet,
+        "DicomPort": port,
+        "DicomCheckCalledAet": check_called_aet,
+        "DicomCheckModalityHost": False,
+        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
+        "DicomAlwaysAllowMove": True,
+        "UnknownSopClassAccepted": True,
+        "DicomScuTimeout": 10,
+        "SynchronousCMove": True,
+        "DicomModalities": {"dicomnb": {"AET": MOVE_AET, "Host": "127.0.0.1", "Port": move_port}},
+        "SaveJobs": False,
+        "StableAge": 2,
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
+                     "Host": f"127.0.0.1:{http_port}", "Ssl": False},
+    }
+
+
+def _http_ok(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+        return bool(response.status == 200)
+    return False
+
+
+def orthanc_upload(http_port: int, files: list[Path]) -> dict[str, str]:
+    """REST ``POST /instances`` of each file; return {file name: why refused}."""
+    refused: dict[str, str] = {}
+    for path in files:
+        request = urllib.request.Request(f"http://127.0.0.1:{http_port}/instances",
+                                         data=path.read_bytes(), method="POST",
+                                         headers={"Content-Type": "application/dicom"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            refused[path.name] = f"HTTP {exc.code}: {exc.read()[:200]!r}"
+            continue
+        if answer.get("Status") not in {"Success", "AlreadyStored"}:
+            refused[path.name] = str(answer)
+    return refused
+
+
+@contextlib.contextmanager
+def run_orthanc(root: Path, aet: str = "ORTHANC", load: bool = True,
+                check_called_aet: bool = False) -> Iterator[Peer]:
+    """Start Orthanc (with the DICOMweb plugin when installed), load it, yield it, stop it."""
+    binary = shutil.which("Orthanc")
+    if binary is None:
+        raise PeerError("Orthanc is not installed")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "db").mkdir(exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    port, http_port, move_port = free_port(), free_port(), free_port()
+    config = root / "orthanc.json"
+    config.write_text(json.dumps(orthanc_config(root, aet, port, http_port, move_port,
+                                                check_called_aet), indent=2))
+    server = ServerProcess("Orthanc", [binary, f"--logdir={root / 'logs'}", str(config)],
+                           root / "stdout.log", root)
+    try:
+        server.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{http_port}/system") and port_open(port))
+        if load:
+            _check_loaded("Orthanc", orthanc_upload(http_port, dataset_files()))
+        yield _peer("orthanc", aet, port, http_port, move_port, server.pid)
+    finally:
+        server.stop()
+
+
+# --- dcmqrscp (DCMTK) --------------------------------------------------------------------------
+
+def dcmqrscp_config(root: Path, aet: str, port: int, move_port: int) -> str:
+    # HostTable lists C-MOVE destinations. AETable: <AET> <storage> <RW> (<studies>, <bytes/study>)
+    # <peers>. dcmqrscp rejects a called AE title missing from the AETable ("called AE title not
+    # recognised"), which the tests use. No UserName/GroupName: as root it would switch users.
+    return f"""NetworkTCPPort  = {port}
+MaxPDUSize      = 16384
+MaxAssociations = 16
+
+HostTable BEGIN
+dicomnb = ({MOVE_AET}, 127.0.0.1, {move_port})
+HostTable END
+
+VendorTable BEGIN
+VendorTable END
+
+AETable BEGIN
+{aet}  {root / 'db'}  RW  (500, 1024mb)  ANY
+AETable END
+"""
+
+
+@contextlib.contextmanager
+def run_dcmqrscp(root: Path, aet: str = "DCMQRSCP", load: bool = True) -> Iterator[Peer]:
+    """Start dcmqrscp (default fork-per-association mode), load it over C-STORE, yield, stop."""
+    binary = shutil.which("dcmqrscp")
+    if binary is None:
+        raise PeerError("dcmqrscp is not installed")
+    (root / "db").mkdir(parents=True, exist_ok=True)
+    port, move_port = free_port(), free_port()
+    config = root / "dcmqrscp.cfg"
+    config.write_text(dcmqrscp_config(root, aet, port, move_port))
+    # Not -s (single process): Debian's 3.6.7 segfaults after the first association with it.
+    server = ServerProcess("dcmqrscp", [binary, "-c", str(config)], root / "dcmqrscp.log", root)
+    try:
+        server.wait_ready(lambda: port_open(port) and dimse_echo_ok(aet, port))
+        if load:
+            _check_loaded("dcmqrscp", c_store_files(aet, port, dataset_files()))
+        yield _peer("dcmqrscp", aet, port, None, move_port, server.pid)
+    finally:
+        server.stop()
+
+
+# --- pynetdicom's qrscp (the embedded demo archive) ----------------------------------------------
+
+def qrscp_config(root: Path, aet: str, port: int, move_port: int) -> str:
+    # qrscp joins relative locations to its own package folder: give absolute paths.
+    return f"""[DEFAULT]
+    ae_title: {aet}
+    port: {port}
+    max_pdu: 16382
+    acse_timeout: 30
+    dimse_timeout: 30
+    network_timeout: 30
+    bind_address: 127.0.0.1
+    instance_location: {root / 'instances'}
+    database_location: {root / 'instances.sqlite'}
+    log_identifier: False
+
+[{MOVE_AET}]
+    address: 127.0.0.1
+    port: {move_port}
+"""
+
+
+@contextlib.contextmanager
+def run_qrscp(root: Path, aet: str = "QRSCP", load: bool = True) -> Iterator[Peer]:
+    """Start ``python -m pynetdicom qrscp``, load it over C-STORE, yield it, stop it."""
+    root.mkdir(parents=True, exist_ok=True)
+    port, move_port = free_port(), free_port()
+    config = root / "qrscp.ini"
+    config.write_text(qrscp_config(root, aet, port, move_port))
+    server = ServerProcess("qrscp", [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(config)],
+                           root / "qrscp.log", root)
+    try:
+        server.wait_ready(lambda: port_open(port) and dimse_echo_ok(aet, port))
+        if load:
+            _check_loaded("qrscp", c_store_files(aet, port, dataset_files()))
+        yield _peer("qrscp", aet, port, None, move_port, server.pid)
+    finally:
+        server.stop()
+
+
+# --- a peer that accepts connections and says nothing ------------------------------------------
+
+class SilentPeer:
+    """Accepts TCP connections and never answers: for timeouts. Stop it with :meth:`close`.
+
+    With ``hang_up=True`` it closes each connection at once instead (a peer that drops us).
+    """
+
+    def __init__(self, hang_up: bool = False) -> None:
+        self.hang_up = hang_up
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(8)
+        self._listener.settimeout(0.1)
+        self.port = int(self._listener.getsockname()[1])
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-peer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.hang_up:
+                connection.close()
+            else:
+                self._connections.append(connection)  # kept open, never read nor written
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for connection in self._connections:
+            connection.close()
+        self._listener.close()
+
+    def __enter__(self) -> SilentPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

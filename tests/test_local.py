@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -114,6 +115,24 @@ def test_worker_processes_give_the_same_catalog(sample_tree: Path, tmp_path: Pat
         parallel = sorted(LocalSource(tree).items(), key=repr)
     assert parallel == serial
     assert sum(isinstance(i, InstanceRecord) for i in parallel) == 120
+
+
+def test_records_come_back_from_a_worker_unchanged(sample_tree: Path) -> None:
+    # Worker processes send records back pickled: every kind must come back equal.
+    (sample_tree / "cut").write_bytes((TEST_FILES / "CT_small.dcm").read_bytes()[:300])
+    items = list(LocalSource(sample_tree).items())
+    assert {type(i).__name__ for i in items} == {"InstanceRecord", "ImageRecord", "SkippedRecord",
+                                                 "ErrorRecord"}
+    for item in items:
+        again = pickle.loads(pickle.dumps(item))
+        assert again == item and type(again) is type(item)
+
+
+def test_missing_paths_come_first_and_the_rest_is_imported(sample_tree: Path, tmp_path: Path) -> None:
+    source = LocalSource([sample_tree, tmp_path / "nope", sample_tree / "CT_small.dcm"])
+    items = list(source.items())
+    assert items[0].error == "InputError"  # type: ignore[union-attr]
+    assert sum(isinstance(i, InstanceRecord) for i in items) == 5  # 4 in the folder, and the file again
 
 
 def test_character_sets_in_the_catalog() -> None:

@@ -154,3 +154,18 @@ def test_not_dicom(tmp_path: Path, content: bytes) -> None:
 def test_unreadable_file_is_typed(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFileError, match="cannot read"):
         read_header(tmp_path / "does-not-exist")
+
+
+@pytest.mark.parametrize("first_read", [256, 1024])
+def test_small_windows_give_the_same_values(monkeypatch: pytest.MonkeyPatch, first_read: int) -> None:
+    # With a small first read, elements straddle the window's edge and values lie beyond it:
+    # the scanner reads on from the file, and must find exactly what one large read finds.
+    readable = [p for p in ALL_FILES if p.name not in TRUNCATED and _pydicom_fields(p)]
+    expected = {p: read_header(p) for p in readable}
+    monkeypatch.setattr(scan, "FIRST_READ", first_read)
+    monkeypatch.setattr(scan, "_CHUNK", first_read)
+    for path in readable:
+        assert read_header(path) == expected[path], path.name
+    for name in TRUNCATED:
+        with pytest.raises(TruncatedFileError):
+            read_header(TEST_FILES / name)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
 
 from dicomnb.core.detect import Kind, sniff
 from dicomnb.core.errors import DicomnbError, NotDicomError, UnreadableFileError
@@ -20,31 +22,58 @@ from dicomnb.core.model import (
     Item,
     SkippedRecord,
 )
-from dicomnb.core.scan import FIRST_READ, _scan_or_fallback, _Window, read_header_bytes
+from dicomnb.core.scan import _O_RDONLY, _read_head, _scan_or_fallback, _Window, read_header_bytes
 
 __all__ = ["classify_bytes", "classify_file", "classify_files", "instance_from_fields"]
+
+
+_dicom_values = itemgetter(*DICOM_FIELDS)
+
+# Patient, study and series attributes repeat from one instance to the next. Records share
+# one string object per distinct value: the catalog holds one copy per value rather than
+# one per instance (for 100,000 instances, about 50 MB instead of 130), and a batch sent
+# back by a worker process pickles each value once (pickle writes a repeated object as a
+# reference, and the copy unpickled is again shared).
+_shared: dict[Any, Any] = {}
+_SHARED_MAX = 10_000  # distinct values kept for sharing (about a megabyte); beyond it, start afresh
 
 
 def instance_from_fields(
     fields: dict[str, object], path: str, source: str, origin: str, member: str | None = None
 ) -> InstanceRecord:
     """Build an :class:`InstanceRecord` from the attributes ``read_header`` returns."""
-    return InstanceRecord(*(fields[name] for name in DICOM_FIELDS), path, source, origin, member)  # type: ignore[arg-type, call-arg]
+    (patient_id, patient_name, birth_date, sex, study_uid, study_date, study_time, study_description,
+     accession, series_uid, series_number, series_description, modality, sop_class, sop_instance,
+     instance_number, rows, columns, frames, transfer_syntax) = _dicom_values(fields)
+    if len(_shared) > _SHARED_MAX:
+        _shared.clear()
+    share = _shared.setdefault
+    return InstanceRecord(
+        share(patient_id, patient_id), share(patient_name, patient_name), share(birth_date, birth_date),
+        share(sex, sex), share(study_uid, study_uid), share(study_date, study_date),
+        share(study_time, study_time), share(study_description, study_description),
+        share(accession, accession), share(series_uid, series_uid), series_number,
+        share(series_description, series_description), share(modality, modality),
+        share(sop_class, sop_class), sop_instance, instance_number, rows, columns, frames,
+        share(transfer_syntax, transfer_syntax), path, source, origin, member,  # type: ignore[arg-type]
+    )
 
 
 def classify_file(path: str, source: str = "local", origin: str = "", member: str | None = None) -> Item:
     """Return what the file at ``path`` is, as an item; errors become :class:`ErrorRecord`."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            head = f.read(FIRST_READ)
-            size = os.fstat(f.fileno()).st_size if len(head) == FIRST_READ else len(head)
-            kind = sniff(head)
-            if kind.is_image:
-                return ImageRecord(path, kind.value, size, source, origin, member)
-            if kind is Kind.ZIP:
-                return SkippedRecord(path, "ZIP archive inside a folder (import it with import_zip)")
-            win = _Window(head, size, f)  # type: ignore[arg-type]
-            fields = _scan_or_fallback(win, lambda: open(path, "rb"))
+        fd = os.open(path, _O_RDONLY)
+        try:
+            head, size = _read_head(fd)
+            if head[128:132] != b"DICM":  # a DICOM file is what sniff calls DICOM: skip it
+                kind = sniff(head)
+                if kind.is_image:
+                    return ImageRecord(path, kind.value, size, source, origin, member)
+                if kind is Kind.ZIP:
+                    return SkippedRecord(path, "ZIP archive inside a folder (import it with import_zip)")
+            fields = _scan_or_fallback(_Window(head, size, fd), lambda: open(path, "rb"))
+        finally:
+            os.close(fd)
     except NotDicomError:
         return SkippedRecord(path)
     except DicomnbError as exc:

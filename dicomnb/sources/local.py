@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 
 from dicomnb.core.classify import classify_file, classify_files
 from dicomnb.core.errors import InputError
@@ -69,33 +70,46 @@ class LocalSource:
     def __repr__(self) -> str:
         return f"LocalSource({self.paths!r}, recursive={self.recursive})"
 
-    def _files(self) -> Iterator[str | ErrorRecord]:
+    def items(self) -> Iterator[Item]:
+        """Yield one item per file: instance, image, skipped file or error.
+
+        Paths that do not exist come first, as errors; then the files, classified while the
+        folders are still being walked (the worker processes start on the first batches).
+        """
+        found: list[str] = []
         for path in self.paths:
-            if os.path.isdir(path):
-                yield from walk_files(path, self.recursive)
-            elif os.path.exists(path):
-                yield path
+            if os.path.exists(path):
+                found.append(path)
             else:
                 error = InputError(f"no such file or folder: {path}")
                 yield ErrorRecord.from_exception(path, error, source=self.kind, origin=self.origin)
+        yield from classify_paths(self._files(found), self.kind, self.origin)
 
-    def items(self) -> Iterator[Item]:
-        """Yield one item per file: instance, image, skipped file or error."""
-        files: list[str] = []
-        for entry in self._files():
-            if isinstance(entry, ErrorRecord):
-                yield entry
+    def _files(self, paths: Sequence[str]) -> Iterator[str]:
+        for path in paths:
+            if os.path.isdir(path):
+                yield from walk_files(path, self.recursive)
             else:
-                files.append(entry)
-        yield from classify_paths(files, self.kind, self.origin)
+                yield path
 
 
-def classify_paths(files: Sequence[str], kind: str, origin: str) -> Iterable[Item]:
-    """Classify many files, in worker processes when there are enough of them."""
-    if len(files) < settings.parallel_threshold or settings.workers <= 1:
-        for path in files:
+def _batches(files: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(islice(files, size)):
+        yield batch
+
+
+def classify_paths(files: Iterable[str], kind: str, origin: str) -> Iterator[Item]:
+    """Classify many files, in worker processes when there are enough of them.
+
+    ``files`` may be a generator (a folder being walked): once it has given
+    ``settings.parallel_threshold`` paths, batches go to the workers as it gives more.
+    """
+    files = iter(files)
+    first = list(islice(files, settings.parallel_threshold))
+    if len(first) < settings.parallel_threshold or settings.workers <= 1:
+        for path in chain(first, files):
             yield classify_file(path, kind, origin)
         return
-    batches = ((files[i : i + _BATCH], kind, origin) for i in range(0, len(files), _BATCH))
+    batches = ((batch, kind, origin) for batch in _batches(chain(first, files), _BATCH))
     for result in map_batches(classify_files, batches):
         yield from result

@@ -68,7 +68,7 @@ def open_sources(
     for raw in paths:
         path = os.path.abspath(os.fspath(raw))
         if os.path.isfile(path) and _is_zip(path):
-            sources.append(ZipSource(path, password=password))
+            sources.append(ZipSource(path, password=password, copy=copy))
         elif os.path.isfile(path) and is_dicomdir_file(path):
             sources.append(DicomdirSource(path, copy=copy))
         elif os.path.isdir(path) and find_dicomdir(path) is not None:
@@ -114,13 +114,18 @@ def import_local(
     password : str or bytes, optional
         For encrypted ZIP files among ``paths``.
     copy : bool
-        For DICOMDIR media: copy the files into a local temporary folder first.
+        Copy DICOMDIR media, and the entries of ZIP files, into dicomnb's cache first
+        (slow media; files to keep when the archive goes away).
     """
     return _ingest_all(open_sources(paths, recursive=recursive, password=password, copy=copy))
 
 
-def import_zip(path: PathLike, *, password: str | bytes | None = None) -> ImportReport:
+def import_zip(path: PathLike, *, password: str | bytes | None = None, copy: bool = False) -> ImportReport:
     """Import a DICOM ZIP (stored, deflated, ZipCrypto or AES encrypted).
+
+    The instances stay in the archive (``path`` is the archive, ``member`` the entry) and
+    are read from it when pixels are asked for; ``copy=True`` lands them in dicomnb's cache
+    instead. An archive holding DICOMDIR media is always landed and read as that media.
 
     Raises
     ------
@@ -133,7 +138,7 @@ def import_zip(path: PathLike, *, password: str | bytes | None = None) -> Import
     """
     from dicomnb.sources.ziparchive import ZipSource
 
-    return _ingest_all([ZipSource(os.fspath(path), password=password)])
+    return _ingest_all([ZipSource(os.fspath(path), password=password, copy=copy)])
 
 
 def import_dicomdir(path: PathLike, *, copy: bool = False) -> ImportReport:
@@ -168,7 +173,7 @@ def get(
         if not os.path.exists(path):
             raise InputError(f"no such file or folder: {os.fspath(path)}")
     sources = open_sources(local, recursive=recursive, password=password, copy=copy) if local else []
-    sources += [ZipSource(os.path.abspath(os.fspath(z)), password=password) for z in zips]
+    sources += [ZipSource(os.path.abspath(os.fspath(z)), password=password, copy=copy) for z in zips]
     return _ingest_all(sources)
 
 

@@ -62,7 +62,8 @@ def _setup_argparser() -> argparse.ArgumentParser:
                      help="a file whose first line is the password of encrypted archives")
     get.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")
     get.add_argument("--copy", action="store_true",
-                     help="copy DICOMDIR media into a local temporary folder first")
+                     help="copy DICOMDIR media and ZIP entries into the cache first (by default "
+                     "ZIP instances are read in their archive)")
     get.add_argument("--json", action="store_true", help="print one JSON object")
 
     node = commands.add_parser("node", help="add, list or remove the DICOM nodes (archives) to query",
@@ -127,7 +128,7 @@ def _get(args: argparse.Namespace) -> int:
     for path, is_zip in jobs:
         try:
             if is_zip:
-                sub = api.import_zip(path, password=password)
+                sub = api.import_zip(path, password=password, copy=args.copy)
             else:
                 sub = api.import_local(path, recursive=not args.no_recursive, password=password,
                                        copy=args.copy)

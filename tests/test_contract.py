@@ -19,7 +19,8 @@ from dicomnb.core.model import (
     MissingRecord,
     SkippedRecord,
 )
-from dicomnb.core.scan import read_header
+from dicomnb.core.archive import read_instance
+from dicomnb.core.scan import read_header, read_header_bytes
 from dicomnb.sources import Source
 from dicomnb.sources.dicomdir import DicomdirSource
 from dicomnb.sources.local import LocalSource
@@ -68,7 +69,9 @@ def test_source_contract(case: tuple[Source, Path, int]) -> None:
     for record in instances:
         assert record.source == source.kind and record.origin == source.origin
         assert os.path.isabs(record.path) and os.path.isfile(record.path)
-        assert read_header(record.path)["SOPInstanceUID"] == record.SOPInstanceUID
+        where = read_instance(record)  # the file, or the entry of the archive it stays in
+        fields = read_header(where) if isinstance(where, str) else read_header_bytes(where.getvalue())
+        assert fields["SOPInstanceUID"] == record.SOPInstanceUID
     # the bad file is reported, typed, and did not stop the rest
     problems = [i for i in items if isinstance(i, (ErrorRecord, MissingRecord))]
     assert problems

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -203,3 +205,24 @@ def test_a_series_of_one_image_is_still_a_volume() -> None:
     dicomnb.import_local(TEST_FILES / "CT_small.dcm")
     volume = dicomnb.load_series(dicomnb.catalog.series["SeriesInstanceUID"].iloc[0])
     assert volume.shape == (1, 128, 128)
+
+
+def test_a_dataset_without_preamble_loads_too(sample_tree: Path) -> None:
+    dicomnb.import_local(sample_tree / "sub" / "raw.bin")  # no preamble, no meta information
+    uid = dicomnb.catalog.instances["SOPInstanceUID"].iloc[0]
+    assert dicomnb.catalog.dataset(uid).SOPInstanceUID == uid
+
+
+def test_a_pool_that_cannot_start_loses_nothing(tmp_path: Path, sample_tree: Path) -> None:
+    tree = tmp_path / "many"
+    for i in range(5):
+        shutil.copytree(sample_tree, tree / f"copy{i}")
+    # Worker processes re-run the main module by its path: one that is gone kills them at start.
+    code = (f"import sys, dicomnb; sys.modules['__main__'].__file__ = {str(tmp_path / 'gone.py')!r}; "
+            "dicomnb.settings.parallel_threshold = 2; "
+            f"report = dicomnb.import_local({str(tree)!r}); print(report.added, report.duplicates)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "FileNotFoundError" in result.stderr  # the workers did die
+    assert result.stdout.split() == ["4", "16"]  # and every file was still read

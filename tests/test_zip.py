@@ -79,8 +79,13 @@ def study_zip(sample_tree: Path, tmp_path: Path) -> Path:
     return archive
 
 
+def _files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
-def test_plain_archive(sample_tree: Path, tmp_path: Path, compression: int, isolated_cache: Path) -> None:
+def test_instances_are_read_in_the_archive(sample_tree: Path, tmp_path: Path, compression: int,
+                                          isolated_cache: Path) -> None:
     archive = tmp_path / "study.zip"
     with zipfile.ZipFile(archive, "w", compression) as zf:
         for path in sorted(sample_tree.rglob("*")):
@@ -89,15 +94,33 @@ def test_plain_archive(sample_tree: Path, tmp_path: Path, compression: int, isol
     report = dicomnb.import_zip(archive)
     df = dicomnb.catalog.instances
     assert len(df) == 4 and set(df["source"]) == {"zip"} and set(df["origin"]) == {str(archive)}
+    assert set(df["path"]) == {str(archive)}  # the instances stay in their archive
     assert set(df["member"]) == {"STUDY/CT_small.dcm", "STUDY/sub/MRSMALL", "STUDY/sub/deeper/plan.IMA",
                                  "STUDY/sub/raw.bin"}
     for row in df.itertuples():
-        assert Path(row.path).is_relative_to(isolated_cache)  # landed in the cache, not beside the zip
-        assert Path(row.path).read_bytes() == (sample_tree / row.member.removeprefix("STUDY/")).read_bytes()
-    assert [Path(p).name for p in dicomnb.catalog.images["path"]] == ["photo.png"]
-    assert report.skipped == 1  # notes.txt: counted, not kept in the cache
-    assert not list(isolated_cache.rglob("notes.txt"))
+        original = pydicom.dcmread(sample_tree / row.member.removeprefix("STUDY/"), force=True)
+        assert dicomnb.catalog.dataset(row.SOPInstanceUID) == original
+    assert list(dicomnb.catalog.images["member"]) == ["STUDY/photo.png"]
+    assert report.skipped == 1  # notes.txt
+    assert _files_in(isolated_cache) == set()  # nothing was extracted
+    # pixels come from the entry, exactly as from the file
+    ct = df[df["member"] == "STUDY/CT_small.dcm"].iloc[0]
+    from_zip = dicomnb.load_series(ct.SeriesInstanceUID)
+    dicomnb.catalog.clear()
+    dicomnb.import_local(sample_tree / "CT_small.dcm")
+    assert (from_zip == dicomnb.load_series(ct.SeriesInstanceUID)).all()
     assert tree_hashes(tmp_path) == before  # the archive is not modified
+
+
+def test_copy_lands_the_entries_in_the_cache(study_zip: Path, sample_tree: Path, isolated_cache: Path) -> None:
+    dicomnb.import_zip(study_zip, copy=True)
+    df = dicomnb.catalog.instances
+    assert len(df) == 4
+    for row in df.itertuples():
+        assert Path(row.path).is_relative_to(isolated_cache)
+        assert Path(row.path).read_bytes() == (sample_tree / row.member).read_bytes()
+    assert [Path(p).name for p in dicomnb.catalog.images["path"]] == ["photo.png"]
+    assert "notes.txt" not in _files_in(isolated_cache)  # counted, not kept
 
 
 def test_import_local_routes_a_zip_by_content(study_zip: Path, tmp_path: Path) -> None:
@@ -109,9 +132,9 @@ def test_import_local_routes_a_zip_by_content(study_zip: Path, tmp_path: Path) -
 
 
 def test_importing_again_adds_nothing_and_reuses_the_cache(study_zip: Path) -> None:
-    first = dicomnb.import_zip(study_zip)
+    first = dicomnb.import_zip(study_zip, copy=True)
     paths = sorted(dicomnb.catalog.instances["path"])
-    second = dicomnb.import_zip(study_zip)
+    second = dicomnb.import_zip(study_zip, copy=True)
     assert first.added == 4 and second.added == 0 and second.duplicates == 4
     assert sorted(dicomnb.catalog.instances["path"]) == paths
 
@@ -128,6 +151,9 @@ def test_aes_password(sample_tree: Path, tmp_path: Path) -> None:
         dicomnb.import_zip(archive, password="password")
     assert len(dicomnb.catalog.instances) == 0  # nothing imported from a refused archive
     assert dicomnb.import_zip(archive, password="pässwörd").counts()["instances"] == 2
+    # the entries are read again for pixels: the password is kept for this process
+    volume = dicomnb.load_series(dicomnb.catalog.series["SeriesInstanceUID"].iloc[0])
+    assert volume.ndim == 3
     assert "pässwörd" not in repr(ZipSource(archive, password="pässwörd"))
 
 
@@ -144,7 +170,8 @@ def test_zipcrypto_password_from_info_zip(sample_tree: Path, tmp_path: Path) -> 
     assert report.counts()["instances"] == 4 and not report.errors
 
 
-def test_bad_entries_are_reported_and_the_rest_imports(tmp_path: Path, isolated_cache: Path) -> None:
+@pytest.mark.parametrize("copy", [False, True])
+def test_bad_entries_are_reported_and_the_rest_imports(tmp_path: Path, isolated_cache: Path, copy: bool) -> None:
     ct = (TEST_FILES / "CT_small.dcm").read_bytes()
     mr = (TEST_FILES / "MR_small.dcm").read_bytes()
     damaged = entry("damaged.dcm", mr)
@@ -153,7 +180,7 @@ def test_bad_entries_are_reported_and_the_rest_imports(tmp_path: Path, isolated_
     raw_zip(archive, [entry("good/ct.dcm", ct), damaged, entry("cut.dcm", ct[:700]),
                       entry("../../escape.dcm", mr), entry("/etc/absolute.dcm", mr),
                       entry("C:\\Windows\\drive.dcm", mr), entry("a/../../up.dcm", mr)])
-    dicomnb.import_zip(archive)
+    dicomnb.import_zip(archive, copy=copy)
     assert list(dicomnb.catalog.instances["member"]) == ["good/ct.dcm"]
     errors = dict(zip(dicomnb.catalog.errors["member"], dicomnb.catalog.errors["error"], strict=True))
     assert errors == {"damaged.dcm": "ArchiveError", "cut.dcm": "TruncatedFileError",
@@ -162,20 +189,23 @@ def test_bad_entries_are_reported_and_the_rest_imports(tmp_path: Path, isolated_
     # nothing was written outside the cache
     assert not list(tmp_path.parent.rglob("escape.dcm")) and not list(tmp_path.parent.rglob("up.dcm"))
     assert not Path("/etc/absolute.dcm").exists()
-    written = {p.name for p in isolated_cache.rglob("*") if p.is_file()}
-    assert written == {"ct.dcm", "cut.dcm"}
+    assert _files_in(isolated_cache) == ({"ct.dcm", "cut.dcm"} if copy else set())
 
 
-def test_duplicate_and_case_colliding_names_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [False, True])
+def test_duplicate_and_case_colliding_names_lose_nothing(tmp_path: Path, copy: bool) -> None:
     files = [TEST_FILES / name for name in ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtdose.dcm"]]
     archive = tmp_path / "collide.zip"
     raw_zip(archive, [entry("same.dcm", files[0].read_bytes()), entry("same.dcm", files[1].read_bytes()),
                       entry("Series/IMG.dcm", files[2].read_bytes()),
                       entry("series/img.DCM", files[3].read_bytes())])
-    dicomnb.import_zip(archive)
+    dicomnb.import_zip(archive, copy=copy)
     df = dicomnb.catalog.instances
     assert set(df["SOPInstanceUID"]) == {_uid(f) for f in files}
-    assert len(set(df["path"])) == 4  # four files in the cache, none overwritten
+    if copy:
+        assert len(set(df["path"])) == 4  # four files in the cache, none overwritten
+    for uid in df["SOPInstanceUID"]:  # each record reads its own entry, even under a shared name
+        assert dicomnb.catalog.dataset(uid).SOPInstanceUID == uid
 
 
 def test_dicomdir_in_a_subfolder_of_the_archive(tmp_path: Path) -> None:

@@ -245,8 +245,8 @@ class Catalog:
         return self._view("missing", lambda: frame(self._missing.values(), MissingRecord))
 
     # -- pixel data ----------------------------------------------------------------------
-    def series_paths(self, series_instance_uid: str) -> list[str]:
-        """The files of one series, in catalog order."""
+    def series_records(self, series_instance_uid: str) -> list[InstanceRecord]:
+        """The instances of one series, by InstanceNumber."""
         with self._lock:
             records = [r for r in self._instances.values()
                        if r.SeriesInstanceUID == series_instance_uid]
@@ -255,8 +255,19 @@ class Catalog:
 
             raise InputError(f"no series {series_instance_uid!r} in the catalog: import it first "
                              "(see dicomnb.catalog.series for what is there)")
-        records.sort(key=lambda r: (r.InstanceNumber is None, r.InstanceNumber or 0, r.path))
-        return [r.path for r in records]
+        records.sort(key=lambda r: (r.InstanceNumber is None, r.InstanceNumber or 0, r.path, r.member or ""))
+        return records
+
+    def dataset(self, sop_instance_uid: str, *, stop_before_pixels: bool = False) -> Any:
+        """The pydicom dataset of one instance, read from its file or its archive entry."""
+        from dicomnb.core.volume import read_dataset
+
+        record = self._instances.get(sop_instance_uid)
+        if record is None:
+            from dicomnb.core.errors import InputError
+
+            raise InputError(f"no instance {sop_instance_uid!r} in the catalog: import it first")
+        return read_dataset(record, stop_before_pixels=stop_before_pixels)
 
     def load_series(self, series_instance_uid: str, *, modality_lut: bool = True) -> np.ndarray:
         """Pixel data of a series as a numpy volume sorted by slice position.
@@ -270,4 +281,4 @@ class Catalog:
         """
         from dicomnb.core.volume import stack_volume
 
-        return stack_volume(self.series_paths(series_instance_uid), modality_lut)
+        return stack_volume(self.series_records(series_instance_uid), modality_lut)

@@ -8,9 +8,9 @@ never raises for a bad file: the error is the item.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, BinaryIO
 
 from dicomnb.core.detect import Kind, sniff
 from dicomnb.core.errors import DicomnbError, NotDicomError, UnreadableFileError
@@ -22,9 +22,9 @@ from dicomnb.core.model import (
     Item,
     SkippedRecord,
 )
-from dicomnb.core.scan import _O_RDONLY, _read_head, _scan_or_fallback, _Window, read_header_bytes
+from dicomnb.core.scan import _O_RDONLY, _read_head, _scan_or_fallback, _Window
 
-__all__ = ["classify_bytes", "classify_file", "classify_files", "instance_from_fields"]
+__all__ = ["classify_file", "classify_files", "classify_head", "instance_from_fields"]
 
 
 _dicom_values = itemgetter(*DICOM_FIELDS)
@@ -59,45 +59,52 @@ def instance_from_fields(
     )
 
 
+def classify_head(
+    head: bytes, size: int, rest: BinaryIO | int | None, reopen: Callable[[], BinaryIO], path: str,
+    source: str = "local", origin: str = "", member: str | None = None,
+) -> Item:
+    """Return what a file is from its first bytes; errors become :class:`ErrorRecord`.
+
+    Parameters
+    ----------
+    head : bytes
+        The first bytes of the file (:data:`~dicomnb.core.scan.FIRST_READ` of them, or all).
+    size : int
+        The size of the whole file.
+    rest : file object, descriptor or None
+        Where the header scanner reads on past ``head`` (``None``: ``head`` is all of it).
+    reopen : callable
+        Opens the whole file from its start, for the files the scanner gives to pydicom.
+    path, source, origin, member
+        What the item records.
+    """
+    try:
+        if head[128:132] != b"DICM":  # a DICOM file is what sniff calls DICOM: skip it
+            kind = sniff(head)
+            if kind.is_image:
+                return ImageRecord(path, kind.value, size, source, origin, member)
+            if kind is Kind.ZIP:
+                return SkippedRecord(path, "a ZIP archive inside the import (import it with import_zip)")
+        fields = _scan_or_fallback(_Window(head, size, rest), reopen)
+    except NotDicomError:
+        return SkippedRecord(path)
+    except DicomnbError as exc:
+        return ErrorRecord.from_exception(path, exc, source=source, origin=origin, member=member)
+    return instance_from_fields(fields, path, source, origin, member)
+
+
 def classify_file(path: str, source: str = "local", origin: str = "", member: str | None = None) -> Item:
     """Return what the file at ``path`` is, as an item; errors become :class:`ErrorRecord`."""
     try:
         fd = os.open(path, _O_RDONLY)
         try:
             head, size = _read_head(fd)
-            if head[128:132] != b"DICM":  # a DICOM file is what sniff calls DICOM: skip it
-                kind = sniff(head)
-                if kind.is_image:
-                    return ImageRecord(path, kind.value, size, source, origin, member)
-                if kind is Kind.ZIP:
-                    return SkippedRecord(path, "ZIP archive inside a folder (import it with import_zip)")
-            fields = _scan_or_fallback(_Window(head, size, fd), lambda: open(path, "rb"))
+            return classify_head(head, size, fd, lambda: open(path, "rb"), path, source, origin, member)
         finally:
             os.close(fd)
-    except NotDicomError:
-        return SkippedRecord(path)
-    except DicomnbError as exc:
-        return ErrorRecord.from_exception(path, exc, source=source, origin=origin, member=member)
     except OSError as exc:
         error = UnreadableFileError(f"cannot read the file: {exc.strerror or exc}")
         return ErrorRecord.from_exception(path, error, source=source, origin=origin, member=member)
-    return instance_from_fields(fields, path, source, origin, member)
-
-
-def classify_bytes(
-    data: bytes, path: str, source: str, origin: str, member: str | None = None
-) -> Item:
-    """Like :func:`classify_file` for a file already in memory (an archive entry)."""
-    kind = sniff(data)
-    if kind.is_image:
-        return ImageRecord(path, kind.value, len(data), source, origin, member)
-    try:
-        fields = read_header_bytes(data)
-    except NotDicomError:
-        return SkippedRecord(path)
-    except DicomnbError as exc:
-        return ErrorRecord.from_exception(path, exc, source=source, origin=origin, member=member)
-    return instance_from_fields(fields, path, source, origin, member)
 
 
 def classify_files(paths: Sequence[str], source: str = "local", origin: str = "") -> list[Item]:

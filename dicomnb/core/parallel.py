@@ -63,7 +63,8 @@ def map_batches(
     """Yield ``function(*batch)`` for every batch, in the order they finish.
 
     With ``parallel`` false or ``settings.workers == 1`` the batches run here, one by one.
-    A pool that breaks (a worker killed) is restarted once and the lost batches run here.
+    A pool that breaks (a worker killed, or workers that cannot start) is shut down and
+    the batches it held, and the rest, run here; the next call starts a new pool.
     """
     workers = settings.workers
     if not parallel or workers <= 1:
@@ -74,6 +75,17 @@ def map_batches(
     pending: dict[Future[R], tuple[Any, ...]] = {}
     window = 2 * workers
     iterator = iter(batches)
+
+    def finish_here(first: tuple[Any, ...] | None) -> Iterator[R]:
+        # The pool broke (a worker killed, or workers that cannot start): nothing is lost,
+        # what was sent to it and what is left runs in this process.
+        LOGGER.warning("the worker processes are not usable; finishing the batches in this process")
+        shutdown()
+        for lost in ([first] if first is not None else []) + list(pending.values()):
+            yield function(*lost)
+        for rest in iterator:
+            yield function(*rest)
+
     exhausted = False
     while pending or not exhausted:
         while not exhausted and len(pending) < window:
@@ -82,7 +94,11 @@ def map_batches(
             except StopIteration:
                 exhausted = True
                 break
-            pending[pool.submit(function, *batch)] = batch
+            try:
+                pending[pool.submit(function, *batch)] = batch
+            except (BrokenProcessPool, RuntimeError):
+                yield from finish_here(batch)
+                return
         if not pending:
             break
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -91,12 +107,6 @@ def map_batches(
             try:
                 result = future.result()
             except BrokenProcessPool:
-                LOGGER.warning("a worker process died; finishing the batches in this process")
-                shutdown()
-                yield function(*batch)
-                for lost in pending.values():
-                    yield function(*lost)
-                for rest in iterator:
-                    yield function(*rest)
+                yield from finish_here(batch)
                 return
             yield result

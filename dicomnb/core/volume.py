@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dicomnb.core.errors import DecoderMissing, InputError, UnreadableFileError
+from dicomnb.core.archive import in_archive, read_instance
+from dicomnb.core.errors import DecoderMissing, DicomnbError, InputError, UnreadableFileError
 
-__all__ = ["read_pixels", "stack_volume"]
+if TYPE_CHECKING:
+    from dicomnb.core.model import InstanceRecord
+
+__all__ = ["read_dataset", "read_pixels", "stack_volume"]
 
 _EXTRA_HINT = (
     "install a decoder for it: pip install 'dicomnb[codecs]' "
@@ -18,17 +22,41 @@ _EXTRA_HINT = (
 )
 
 
-def read_pixels(path: str, modality_lut: bool = True) -> tuple[Any, np.ndarray]:
-    """Return ``(dataset, pixels)`` of one file; rescaled with its Modality LUT if asked."""
-    import pydicom
-    from pydicom.pixels import apply_modality_lut
+def _where(record: InstanceRecord | str) -> str:
+    if isinstance(record, str):
+        return record
+    return f"{record.path}::{record.member}" if in_archive(record) else record.path
 
+
+def read_dataset(record: InstanceRecord | str, *, stop_before_pixels: bool = False) -> Any:
+    """The pydicom dataset of an instance (a record of the catalog, or a file's path).
+
+    Raises
+    ------
+    UnreadableFileError
+        pydicom cannot read it.
+    """
+    import pydicom
+
+    where = _where(record)
     try:
+        source = record if isinstance(record, str) else read_instance(record)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path)
+            # force: the catalog holds datasets written without preamble too (the scanner read them)
+            return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, force=True)
+    except DicomnbError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
-        raise UnreadableFileError(f"cannot read {path}: {exc}") from exc
+        raise UnreadableFileError(f"cannot read {where}: {exc}") from exc
+
+
+def read_pixels(record: InstanceRecord | str, modality_lut: bool = True) -> tuple[Any, np.ndarray]:
+    """Return ``(dataset, pixels)`` of one instance; rescaled with its Modality LUT if asked."""
+    from pydicom.pixels import apply_modality_lut
+
+    path = _where(record)
+    ds = read_dataset(record)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError(f"{path} has no pixel data (SOP class {ds.get('SOPClassUID', '?')})")
     try:
@@ -58,7 +86,7 @@ def _position_key(ds: Any) -> float | None:
     return float(np.dot(position, normal))
 
 
-def stack_volume(paths: Sequence[str], modality_lut: bool = True) -> np.ndarray:
+def stack_volume(paths: Sequence[InstanceRecord | str], modality_lut: bool = True) -> np.ndarray:
     """Read ``paths`` (one series) and stack them into a volume.
 
     Slices are sorted by the position of each image along the normal of its orientation

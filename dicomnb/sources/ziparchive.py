@@ -1,8 +1,12 @@
 """DICOM ZIP archives: stored or deflated, plain or encrypted (ZipCrypto, AES).
 
-Entries are read one by one, straight from the archive, into dicomnb's cache; the archive
-is never extracted wholesale and never modified. Before anything is written, the archive
-is checked as a whole:
+The archive is never extracted wholesale and never modified. By default its instances stay
+in it: each entry's header is read straight from the archive, as far as the header scanner
+needs, and the catalog records the archive as ``path`` and the entry as ``member`` (pixels
+are read from the entry when asked for). With ``copy=True``, and always for an archive that
+holds DICOMDIR media, entries land one by one in dicomnb's cache instead.
+
+Before anything is read, the archive is checked as a whole:
 
 * every entry's data must lie where the central directory says, one after the other
   (an *overlapping-entry* bomb points many entries at the same compressed bytes);
@@ -12,10 +16,10 @@ is checked as a whole:
 * an encrypted archive needs a password (:class:`PasswordRequired`), which is tried on one
   entry first (:class:`WrongPassword`), so that a dialog can ask again.
 
-Names are checked and made safe (``..``, absolute and drive-letter names are refused, an
-entry is never written outside the cache; duplicate and case-colliding names all land,
-with a ``~N`` suffix). Files that are neither DICOM nor images are not kept in the cache,
-except in an archive that holds a DICOMDIR, where they are attachments of its media.
+Names are checked (``..``, absolute and drive-letter names are refused: nothing is ever
+written outside the cache); landed duplicate and case-colliding names all land, with a
+``~N`` suffix. Landed files that are neither DICOM nor images are not kept, except in an
+archive that holds a DICOMDIR, where they are attachments of its media.
 
 A DICOMDIR at the root of the archive or in a sub-folder is used as the DICOMDIR source
 does for a folder: its records decide what is imported, the rest of its media is listed
@@ -25,25 +29,20 @@ as attachments.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import shutil
 import stat
-import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
-from dicomnb.core.classify import classify_file
-from dicomnb.core.errors import (
-    ArchiveError,
-    DicomnbError,
-    PasswordRequired,
-    UnreadableFileError,
-    WrongPassword,
-)
+from dicomnb.core.archive import cached_archive, entry_error, forget_archive, remember_password
+from dicomnb.core.classify import classify_file, classify_head
+from dicomnb.core.errors import ArchiveError, DicomnbError, PasswordRequired, WrongPassword
 from dicomnb.core.model import (
     AttachmentRecord,
     ErrorRecord,
@@ -53,8 +52,9 @@ from dicomnb.core.model import (
     SkippedRecord,
 )
 from dicomnb.core.parallel import map_batches
+from dicomnb.core.scan import FIRST_READ
 from dicomnb.core.settings import settings
-from dicomnb.core.store import atomic_writer, cache_folder, key_for, safe_relative_path
+from dicomnb.core.store import atomic_writer, cache_folder, check_relative_name, key_for, safe_relative_path
 
 __all__ = ["ZipSource"]
 
@@ -68,66 +68,41 @@ _ENCRYPTED = 0x1
 
 @dataclass(frozen=True)
 class _Job:
-    """One entry to land in the cache: its index in the archive, name and target file."""
+    """One entry: its index in the archive, its name, and the cache file it lands in (if it does)."""
 
     index: int
     name: str
-    target: str
+    target: str = ""
 
 
-def _open_archive(path: str) -> Any:
-    import pyzipper
-
-    try:
-        return pyzipper.AESZipFile(path)
-    except (pyzipper.BadZipFile, EOFError, ValueError) as exc:
-        raise ArchiveError(f"{path} is not a readable ZIP archive ({exc}): is the file complete?") from exc
-    except OSError as exc:
-        raise ArchiveError(f"cannot open {path}: {exc.strerror or exc}") from exc
+def _base_name(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-# Worker processes read many batches of the same archive: keep it open between batches
-# rather than parsing its central directory again for each.
-_cache_lock = threading.Lock()
-_cached: tuple[tuple[str, str], Any] | None = None
+def _read_batch(path: str, stamp: str, password: bytes | None, jobs: Sequence[_Job], origin: str) -> list[Item]:
+    """Say what each entry of a batch is, reading it in the archive (the function workers run).
 
+    Only the bytes the header scanner needs are decompressed; the declared size of the entry
+    stands for the size of the file (a file cut short before it was zipped is caught).
+    """
+    archive = cached_archive(path, stamp)
+    infos = archive.infolist()
+    items: list[Item] = []
+    for job in jobs:
+        info = infos[job.index]
+        try:
+            with archive.open(info, pwd=password) as stream:
+                head = stream.read(FIRST_READ)
 
-def _cached_archive(path: str, stamp: str) -> Any:
-    global _cached
-    with _cache_lock:
-        if _cached is not None and _cached[0] == (path, stamp):
-            return _cached[1]
-        if _cached is not None:
-            _cached[1].close()
-        archive = _open_archive(path)
-        _cached = ((path, stamp), archive)
-        return archive
+                def whole(info: Any = info) -> BinaryIO:
+                    return io.BytesIO(archive.read(info, pwd=password))
 
-
-def _forget_archive(path: str) -> None:
-    global _cached
-    with _cache_lock:
-        if _cached is not None and _cached[0][0] == path:
-            _cached[1].close()
-            _cached = None
-
-
-def _entry_error(exc: BaseException, name: str) -> DicomnbError:
-    """Turn what reading one entry raised into our error tree."""
-    import pyzipper
-
-    if isinstance(exc, DicomnbError):
-        return exc
-    if isinstance(exc, RuntimeError) and "password" in str(exc).lower():
-        return WrongPassword(f"the password does not open the entry {name!r}: ask for it again")
-    if isinstance(exc, NotImplementedError):
-        return ArchiveError(f"the entry {name!r} uses a compression method that is not supported "
-                            f"({exc}); re-create the archive with deflate")
-    if isinstance(exc, (pyzipper.BadZipFile, zlib.error, EOFError)):
-        return ArchiveError(f"the entry {name!r} is corrupt ({exc}): the archive is damaged")
-    if isinstance(exc, OSError):
-        return UnreadableFileError(f"cannot write the entry {name!r} to the cache: {exc.strerror or exc}")
-    return ArchiveError(f"cannot read the entry {name!r}: {exc}")
+                item = classify_head(head, info.file_size, stream, whole, path, "zip", origin, job.name)
+        except Exception as exc:  # noqa: BLE001 - each entry's failure is its own error record
+            item = ErrorRecord.from_exception(path, entry_error(exc, job.name), source="zip", origin=origin,
+                                              member=job.name)
+        items.append(item)
+    return items
 
 
 def _land(archive: Any, info: Any, target: str, password: bytes | None) -> None:
@@ -150,14 +125,14 @@ def _land_batch(
     With ``classify`` false (the archive has a DICOMDIR, which decides later) every entry is
     kept and reported as a :class:`SkippedRecord` carrying its target path.
     """
-    archive = _cached_archive(path, stamp)
+    archive = cached_archive(path, stamp)
     infos = archive.infolist()
     items: list[Item] = []
     for job in jobs:
         try:
             _land(archive, infos[job.index], job.target, password)
         except Exception as exc:  # noqa: BLE001 - each entry's failure is its own error record
-            items.append(ErrorRecord.from_exception(path, _entry_error(exc, job.name), source="zip",
+            items.append(ErrorRecord.from_exception(path, entry_error(exc, job.name), source="zip",
                                                     origin=origin, member=job.name))
             continue
         if not classify:
@@ -181,6 +156,10 @@ class ZipSource:
         The archive.
     password : str or bytes, optional
         For encrypted archives (ZipCrypto or AES).
+    copy : bool
+        Land the entries in dicomnb's cache (the catalog's ``path`` is then a file of the
+        cache) rather than reading them in the archive (``path`` is the archive). An
+        archive holding DICOMDIR media is always landed.
 
     Raises
     ------
@@ -195,9 +174,11 @@ class ZipSource:
 
     kind = "zip"
 
-    def __init__(self, path: str | os.PathLike[str], password: str | bytes | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], password: str | bytes | None = None, *,
+                 copy: bool = False) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.origin = self.path
+        self.copy = copy
         self._password = password.encode("utf-8") if isinstance(password, str) else password
         self._trees: list[Any] = []
         try:
@@ -205,15 +186,18 @@ class ZipSource:
         except OSError as exc:
             raise ArchiveError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
         self._stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        archive = _open_archive(self.path)
+        # Opened once: the checks and the reading (in this process) share its central directory.
+        archive = cached_archive(self.path, self._stamp)
         try:
             self._infos = archive.infolist()
             entries = [(i, info) for i, info in enumerate(self._infos) if not info.is_dir()]
             self._check_layout(archive.start_dir, st.st_size)
             self._check_sizes([info for _, info in entries], st.st_size)
             self._check_password(archive, [info for _, info in entries])
-        finally:
-            archive.close()
+        except BaseException:
+            forget_archive(self.path)
+            raise
+        remember_password(self.path, self._password)
         self._plan(entries)
 
     def __repr__(self) -> str:
@@ -284,25 +268,31 @@ class ZipSource:
 
     # -- where each entry lands ------------------------------------------------------------
     def _plan(self, entries: Sequence[tuple[int, Any]]) -> None:
-        self.folder = cache_folder("zip", key_for(self.path, self._stamp))
-        self._jobs: list[_Job] = []
+        """Check every name; decide whether entries land in the cache and where."""
+        named: list[tuple[int, Any]] = []
         self._unsafe: list[ErrorRecord] = []
-        taken: set[str] = set()
         for index, info in entries:
             try:
-                relative = safe_relative_path(info.filename, taken)
+                check_relative_name(info.filename)
             except DicomnbError as exc:
                 self._unsafe.append(ErrorRecord.from_exception(self.path, exc, source=self.kind,
                                                                origin=self.origin, member=info.filename))
                 continue
             if stat.S_ISLNK(info.external_attr >> 16):
-                LOGGER.info("%s: %s is a symbolic link; its text lands as a plain file", self.path,
-                            info.filename)
-            self._jobs.append(_Job(index, info.filename, str(self.folder / relative)))
+                LOGGER.info("%s: %s is a symbolic link; it is read as a plain file", self.path, info.filename)
+            named.append((index, info))
+        self._media_roots: list[PurePosixPath] = []
+        self.landing = self.copy or any(_base_name(info.filename).upper() == "DICOMDIR" for _, info in named)
+        if not self.landing:
+            self._jobs = [_Job(index, info.filename) for index, info in named]
+            return
+        self.folder = cache_folder("zip", key_for(self.path, self._stamp))
+        taken: set[str] = set()
+        self._jobs = [_Job(index, info.filename, str(self.folder / safe_relative_path(info.filename, taken)))
+                      for index, info in named]
         # A DICOMDIR decides for the media below its folder (the outermost one wins).
         roots = sorted({PurePosixPath(j.target).parent for j in self._jobs
                         if PurePosixPath(j.target).name.upper() == "DICOMDIR"}, key=lambda p: len(p.parts))
-        self._media_roots: list[PurePosixPath] = []
         for root in roots:
             if not any(root.is_relative_to(outer) for outer in self._media_roots):
                 self._media_roots.append(root)
@@ -313,22 +303,27 @@ class ZipSource:
         self._trees = []
         yield from self._unsafe
         has_media = bool(self._media_roots)
-        batches = [
-            (self.path, self._stamp, self._password, self._jobs[i : i + _BATCH], has_media, self.origin,
-             not has_media)
-            for i in range(0, len(self._jobs), _BATCH)
-        ]
+        chunks = [self._jobs[i : i + _BATCH] for i in range(0, len(self._jobs), _BATCH)]
+        work: Callable[..., list[Item]]
+        batches: list[tuple[Any, ...]]
+        if self.landing:
+            work = _land_batch
+            batches = [(self.path, self._stamp, self._password, jobs, has_media, self.origin, not has_media)
+                       for jobs in chunks]
+        else:
+            work = _read_batch
+            batches = [(self.path, self._stamp, self._password, jobs, self.origin) for jobs in chunks]
         parallel = len(self._jobs) >= settings.parallel_threshold
         landed: list[str] = []
         try:
-            for result in map_batches(_land_batch, batches, parallel=parallel):
+            for result in map_batches(work, batches, parallel=parallel):
                 for item in result:
                     if has_media and isinstance(item, SkippedRecord):
                         landed.append(item.path)
                     else:
                         yield item
         finally:
-            _forget_archive(self.path)
+            forget_archive(self.path)
         if has_media:
             yield from self._media_items(landed)
 

@@ -6,6 +6,7 @@ Each import verb files what it finds into the process-wide :data:`catalog` and r
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Union
 
 from dicomnb.core.catalog import Catalog
 from dicomnb.core.detect import Kind, sniff
-from dicomnb.core.errors import InputError
+from dicomnb.core.errors import DicomdirError, InputError
+from dicomnb.core.model import ErrorRecord
 from dicomnb.core.report import ImportReport
 from dicomnb.sources import Source
 from dicomnb.sources.local import LocalSource
@@ -30,6 +32,8 @@ __all__ = [
     "load_series",
     "open_sources",
 ]
+
+LOGGER = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -65,18 +69,26 @@ def open_sources(
         paths = [paths]
     sources: list[Source] = []
     plain: list[str] = []
+    notes: list[ErrorRecord] = []
     for raw in paths:
         path = os.path.abspath(os.fspath(raw))
         if os.path.isfile(path) and _is_zip(path):
             sources.append(ZipSource(path, password=password, copy=copy))
-        elif os.path.isfile(path) and is_dicomdir_file(path):
-            sources.append(DicomdirSource(path, copy=copy))
-        elif os.path.isdir(path) and find_dicomdir(path) is not None:
-            sources.append(DicomdirSource(path, copy=copy))
+        elif (os.path.isfile(path) and is_dicomdir_file(path)) or (
+                os.path.isdir(path) and find_dicomdir(path) is not None):
+            try:
+                sources.append(DicomdirSource(path, copy=copy))
+            except DicomdirError as exc:
+                # One unreadable index does not lose the media: its folder is imported as
+                # plain files (DICOM recognised by content), and the index is reported.
+                LOGGER.warning("%s: %s; importing the folder without it", path, exc)
+                notes.append(ErrorRecord.from_exception(path, exc, source="dicomdir", origin=path))
+                if os.path.isdir(path):
+                    plain.append(path)
         else:
             plain.append(path)
-    if plain:
-        sources.insert(0, LocalSource(plain, recursive=recursive))
+    if plain or notes:
+        sources.insert(0, LocalSource(plain, recursive=recursive, notes=notes))
     return sources
 
 

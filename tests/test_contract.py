@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_FILES, tree_hashes
 
+from dicomnb.core.archive import read_instance
 from dicomnb.core.catalog import Catalog
 from dicomnb.core.model import (
     AttachmentRecord,
@@ -19,7 +20,6 @@ from dicomnb.core.model import (
     MissingRecord,
     SkippedRecord,
 )
-from dicomnb.core.archive import read_instance
 from dicomnb.core.scan import read_header, read_header_bytes
 from dicomnb.sources import Source
 from dicomnb.sources.dicomdir import DicomdirSource

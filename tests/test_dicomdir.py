@@ -318,10 +318,14 @@ def test_unreadable_dicomdir(tmp_path: Path, test_files: Path, capsys: pytest.Ca
     with pytest.raises(DicomdirError, match="no DICOMDIR"):
         DicomdirSource(tmp_path)
 
-    # the command line reports the refused source and carries on
+    # a batch import reports the unreadable index and imports the folder's files without it
     assert main(["get", "-l", str(plain), "-l", str(test_files / "CT_small.dcm")]) == 0
     out = capsys.readouterr().out
     assert "1 instances" in out and "DicomdirError" in out
+    shutil.copy(test_files / "MR_small.dcm", junk / "MR_small")
+    report = dicomnb.import_local(junk)
+    assert [Path(r.path).name for r in report.instances] == ["MR_small"]
+    assert [(e.path, e.error) for e in report.errors] == [(str(junk), "DicomdirError")]
 
 
 def test_empty_dicomdir(media: Path, test_files: Path) -> None:

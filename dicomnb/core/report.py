@@ -24,8 +24,9 @@ class ImportReport:
     Attributes
     ----------
     instances : list of InstanceRecord
-        The instances found, each once (an instance already in the catalog is listed with
-        the record the catalog keeps and counted in ``duplicates``).
+        The instances found, each once, also across the sources of one import (an instance
+        already in the catalog is listed with the record the catalog keeps and counted in
+        ``duplicates``).
     added : int
         Instances new to the catalog.
     duplicates : int
@@ -53,9 +54,11 @@ class ImportReport:
     def merge(self, other: ImportReport) -> ImportReport:
         """Add ``other`` into this report (for imports of several sources); return self."""
         self.sources += other.sources
-        self.instances += other.instances
+        known = {r.SOPInstanceUID for r in self.instances}
+        again = [r for r in other.instances if r.SOPInstanceUID in known]
+        self.instances += [r for r in other.instances if r.SOPInstanceUID not in known]
         self.added += other.added
-        self.duplicates += other.duplicates
+        self.duplicates += other.duplicates + len(again)
         self.skipped += other.skipped
         self.images += other.images
         self.attachments += other.attachments

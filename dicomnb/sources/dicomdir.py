@@ -62,7 +62,7 @@ _TREE_KEYWORDS = ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "
 OK, MISSING, UNREADABLE, UNSAFE, OTHER_INSTANCE = "ok", "missing", "unreadable", "unsafe", "other instance"
 _NOT_FOUND = "file not found on the media"
 _UNREFERENCED = "DICOM file not referenced by the DICOMDIR"
-_WITHOUT_INDEX = "to import the files without it, pass the folders below it to import_local"
+_WITHOUT_INDEX = "dicomnb.import_local (dicomnb get -l) imports the folder's files without it"
 
 
 @dataclass(slots=True)

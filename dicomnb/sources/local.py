@@ -54,18 +54,23 @@ class LocalSource:
         Files and/or folders.
     recursive : bool
         Search folders recursively (the default) or only their top level.
+    notes : sequence of ErrorRecord
+        Errors met while routing these paths here (a DICOMDIR that could not be read, whose
+        folder is then imported as plain files), reported with the rest.
     """
 
     kind = "local"
 
     def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-                 recursive: bool = True, *, kind: str = "local", origin: str | None = None) -> None:
+                 recursive: bool = True, *, kind: str = "local", origin: str | None = None,
+                 notes: Sequence[ErrorRecord] = ()) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [os.path.abspath(os.fspath(p)) for p in paths]
         self.recursive = recursive
         self.kind = kind
         self.origin = origin if origin is not None else os.pathsep.join(self.paths)
+        self.notes = list(notes)
 
     def __repr__(self) -> str:
         return f"LocalSource({self.paths!r}, recursive={self.recursive})"
@@ -76,6 +81,7 @@ class LocalSource:
         Paths that do not exist come first, as errors; then the files, classified while the
         folders are still being walked (the worker processes start on the first batches).
         """
+        yield from self.notes
         found: list[str] = []
         for path in self.paths:
             if os.path.exists(path):

@@ -24,9 +24,10 @@ from dicomnb.api import (
 )
 from dicomnb.core.criteria import Period, SearchCriteria
 from dicomnb.core.drop import DropPlan, check_drop, import_drop
+from dicomnb.core.query import QueryResult
 from dicomnb.core.report import ImportReport
 from dicomnb.core.settings import settings
-from dicomnb.network import add_node, echo, nodes, presets, remove_node
+from dicomnb.network import add_node, echo, find_instances, nodes, presets, query, remove_node
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "DropPlan",
     "ImportReport",
     "Period",
+    "QueryResult",
     "SearchCriteria",
     "__version__",
     "add_node",
@@ -44,6 +46,7 @@ __all__ = [
     "detect_cdrom",
     "echo",
     "errors",
+    "find_instances",
     "get",
     "import_dicomdir",
     "import_drop",
@@ -52,6 +55,7 @@ __all__ = [
     "load_series",
     "nodes",
     "presets",
+    "query",
     "remove_node",
     "sample_data",
     "settings",

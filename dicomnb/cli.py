@@ -7,6 +7,11 @@
     dicomnb node list [--json]
     dicomnb node remove NAME
     dicomnb echo NAME [--timeout SECONDS]
+    dicomnb query NAME [--patient-name TEXT] [--patient-id TEXT] [--accession TEXT]
+                [--study-description TEXT] [--study-id TEXT] [--referring-physician TEXT]
+                [--modality CT ...] [--period last-week | --date FROM-TO]
+                [--level study|series|image] [--study UID] [--series UID] [--limit N]
+                [--preset NAME] [--timeout SECONDS] [--json]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
 reported), 1 when an optional dependency is missing (the message names the extra), 2 for
@@ -24,8 +29,10 @@ import sys
 from collections.abc import Sequence
 
 from dicomnb import api, network
+from dicomnb.core.criteria import Period
 from dicomnb.core.errors import DependencyMissing, DicomnbError, InputError, PasswordError, SourceError
 from dicomnb.core.model import ErrorRecord
+from dicomnb.core.query import QueryResult, parse_date_range
 from dicomnb.core.report import ImportReport
 
 __all__ = ["main"]
@@ -90,7 +97,58 @@ def _setup_argparser() -> argparse.ArgumentParser:
     echo.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")
     echo.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                       help="seconds allowed for connecting and for each message (default 10)")
+
+    query = commands.add_parser(
+        "query", help="search a node (C-FIND): studies, or the series/instances of a study",
+        description="Search a saved node (Study Root C-FIND) and print the matches as a table "
+        '(or {"rows": [...]} with --json). Text fields take * and ? wildcards. With no '
+        "criteria at all, the preset chosen last applies.",
+    )
+    query.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")
+    for option, field, what in _TEXT_OPTIONS:
+        query.add_argument(option, dest=field, metavar="TEXT", help=what)
+    query.add_argument("--modality", dest="modalities", metavar="CODE", nargs="+", action="extend",
+                       help="modalities in the study (any of them matches): --modality CT MR")
+    when = query.add_mutually_exclusive_group()
+    when.add_argument("--period", choices=[p.value for p in Period], metavar="PERIOD",
+                      help="a named study-date period: " + ", ".join(p.value for p in Period))
+    when.add_argument("--date", metavar="FROM-TO",
+                      help="study dates: YYYYMMDD-YYYYMMDD or YYYY-MM-DD..YYYY-MM-DD (an end may "
+                      "be left open), or one date")
+    query.add_argument("--level", choices=["study", "series", "image"], default="study",
+                       help="what to list (default study); series and image need --study")
+    query.add_argument("--study", metavar="UID", help="the StudyInstanceUID to look in")
+    query.add_argument("--series", metavar="UID", help="the SeriesInstanceUID to look in (--level image)")
+    query.add_argument("--limit", type=int, default=0, metavar="N",
+                       help="stop after N matches (default 0: no limit)")
+    query.add_argument("--preset", metavar="NAME",
+                       help="start from a saved preset (it becomes the one chosen last)")
+    query.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="seconds allowed for connecting and between two answers (default 30)")
+    query.add_argument("--json", action="store_true", help='print {"rows": [...], ...}')
     return parser
+
+
+#: The text options of ``dicomnb query``: option, SearchCriteria field, help.
+_TEXT_OPTIONS = (
+    ("--patient-name", "patient_name", "patient's name, e.g. 'Doe^J*'"),
+    ("--patient-id", "patient_id", "patient ID"),
+    ("--accession", "accession_number", "accession number"),
+    ("--study-description", "study_description", "study description"),
+    ("--study-id", "study_id", "study ID"),
+    ("--referring-physician", "referring_physician_name", "referring physician's name"),
+)
+
+#: The columns ``dicomnb query`` prints, per level (all of them are in --json).
+_TABLE = {
+    "study": ("PatientName", "PatientID", "StudyDate", "ModalitiesInStudy", "StudyDescription",
+              "AccessionNumber", "NumberOfStudyRelatedInstances", "StudyInstanceUID"),
+    "series": ("SeriesNumber", "Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances",
+               "SeriesInstanceUID"),
+    "image": ("InstanceNumber", "Rows", "Columns", "NumberOfFrames", "SOPClassUID", "SOPInstanceUID"),
+}
+_SHORT = {"NumberOfStudyRelatedInstances": "Instances", "NumberOfSeriesRelatedInstances": "Instances",
+          "ModalitiesInStudy": "Modalities", "NumberOfFrames": "Frames"}
 
 
 def api_version() -> str:
@@ -184,13 +242,51 @@ def _echo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _table(result: QueryResult) -> str:
+    """The rows as an aligned text table (long cells cut), one line per match."""
+    columns = _TABLE[result.level]
+    cells = [[_SHORT.get(c, c) for c in columns]]
+    for row in result.rows:
+        line = []
+        for column in columns:
+            value = row.get(column)
+            text = "\\".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+            limit = 64 if column.endswith("UID") else 30
+            line.append(text if len(text) <= limit else text[:limit - 1] + "…")
+        cells.append(line)
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in cells)
+
+
+def _query(args: argparse.Namespace) -> int:
+    fields: dict[str, object] = {field: getattr(args, field) for _, field, _ in _TEXT_OPTIONS
+                                 if getattr(args, field)}
+    if args.modalities:
+        fields["modalities"] = tuple(args.modalities)
+    if args.period:
+        fields["period"] = args.period
+    if args.date:
+        fields["date_from"], fields["date_to"] = parse_date_range(args.date)
+    result = network.query(args.name, level=args.level, study_uid=args.study, series_uid=args.series,
+                           limit=args.limit, preset=args.preset, timeout=args.timeout, **fields)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        if result.rows:
+            print(_table(result))
+        print(result.message)
+    return EXIT_OK
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _setup_argparser()
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
-    commands = {"node": _node, "echo": _echo}
+    commands = {"node": _node, "echo": _echo, "query": _query}
     if namespace.command in commands:
         prefix = " ".join(["dicomnb", namespace.command, getattr(namespace, "node_command", "")]).strip()
         try:

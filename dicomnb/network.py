@@ -1,9 +1,12 @@
-"""The network verbs a notebook user types: nodes, C-ECHO, search presets.
+"""The network verbs a notebook user types: nodes, C-ECHO, search presets, C-FIND.
 
 >>> import dicomnb
 >>> dicomnb.add_node("orthanc", aet="ORTHANC", host="127.0.0.1", port=4242)
 >>> dicomnb.echo("orthanc")          # seconds
 >>> dicomnb.presets().save("CT last week", dicomnb.SearchCriteria(modalities=("CT",), period="last-week"))
+>>> result = dicomnb.query("orthanc", patient_name="Doe*", modalities=("CT",), limit=50)
+>>> result.frame                     # one row per study
+>>> dicomnb.query("orthanc", level="series", study_uid=result.rows[0]["StudyInstanceUID"])
 
 Nodes and presets live in the configuration folder (``$DICOMNB_CONFIG_DIR`` or the user's
 config dir); pynetdicom is imported only when a network call is made.
@@ -12,11 +15,19 @@ config dir); pynetdicom is imported only when a network call is made.
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
+from dicomnb.core.criteria import SearchCriteria
+from dicomnb.core.errors import CriteriaError
 from dicomnb.core.nodes import CallingNode, DicomNode, NodeStore
 from dicomnb.core.presets import Presets
+from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit
 
-__all__ = ["add_node", "echo", "nodes", "presets", "remove_node"]
+__all__ = ["add_node", "echo", "find_instances", "nodes", "presets", "query", "remove_node"]
 
 
 def _absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -93,3 +104,140 @@ def echo(node: str | DicomNode, *, calling: CallingNode | None = None, timeout: 
 def presets() -> Presets:
     """The saved search presets ("Empty" and "Today" built in), read afresh from disk."""
     return Presets.load()
+
+
+def _target(store: NodeStore, node: str | DicomNode) -> DicomNode:
+    return store.get(node) if isinstance(node, str) else node
+
+
+def _criteria(level: str, criteria: SearchCriteria | None, preset: str | None,
+              fields: dict[str, Any]) -> SearchCriteria:
+    """The criteria a query runs with: given ones, a preset (plus changes), or the last preset."""
+    if criteria is not None and preset is not None:
+        raise CriteriaError("give either criteria or a preset, not both")
+    if criteria is not None and not isinstance(criteria, SearchCriteria):
+        raise CriteriaError(f"criteria must be SearchCriteria, not {type(criteria).__name__}")
+    try:
+        if preset is not None:
+            base = Presets.load().choose(preset)
+        elif criteria is not None:
+            base = criteria
+        elif not fields and level == "study":
+            base = Presets.load().current()  # the preset chosen last applies again
+        else:
+            base = SearchCriteria()
+        return base.replace(**fields) if fields else base
+    except TypeError as exc:  # an unknown field name
+        raise CriteriaError(f"unknown search field: {exc}: use the names of SearchCriteria "
+                            "(patient_name, patient_id, modalities, period, date_from...)") from None
+
+
+def query(
+    node: str | DicomNode,
+    criteria: SearchCriteria | None = None,
+    *,
+    level: str = "study",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    limit: int = 0,
+    cancel: threading.Event | None = None,
+    preset: str | None = None,
+    calling: CallingNode | None = None,
+    timeout: float = 30,
+    now: datetime | None = None,
+    **fields: Any,
+) -> QueryResult:
+    """Search an archive (C-FIND, Study Root) and return the matches.
+
+    Parameters
+    ----------
+    node : str or DicomNode
+        A saved node's name, or a node.
+    criteria : SearchCriteria, optional
+        What to search for. Or give its fields as keywords (``patient_name="Doe*"``,
+        ``modalities=("CT",)``, ``period="last-week"``, ``date_from="2024-01-01"``...).
+    level : {"study", "series", "image"}
+        What to list: studies, the series of ``study_uid``, or the instances of
+        ``study_uid`` (and ``series_uid``).
+    study_uid, series_uid : str, optional
+        The study (required below STUDY level) and series to look in.
+    limit : int
+        Stop after this many matches (0: no limit); ``result.limited`` then says the
+        archive had more ("stopped after N studies").
+    cancel : threading.Event, optional
+        Set it from another thread to stop the query: it returns at once with what had
+        arrived (``result.cancelled``). A new search or Clear in the dialog does this.
+    preset : str, optional
+        Start from this saved preset (it becomes the one chosen last); keywords change it.
+        With no criteria, no preset and no keywords, the preset chosen last applies
+        (at STUDY level).
+    calling : CallingNode, optional
+        Our AE title (default: the saved calling node).
+    timeout : float
+        Seconds allowed for connecting and between two answers.
+    now : datetime, optional
+        The time a named period is computed at (default: now).
+
+    Returns
+    -------
+    QueryResult
+        ``.rows`` (dicts of DICOM keyword → value), ``.frame``, ``.message``.
+
+    Raises
+    ------
+    ConfigError
+        No saved node or preset of that name.
+    CriteriaError
+        Criteria that cannot be sent (a bad date, no study UID below STUDY level).
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+        The archive could not be asked or answered with a failure; the message says
+        what to do.
+    DependencyMissing
+        pynetdicom is not installed (``pip install 'dicomnb[network]'``).
+    """
+    level = check_level(level)
+    limit = check_limit(limit)
+    store = NodeStore.load()
+    target = _target(store, node)
+    search = _criteria(level, criteria, preset, fields)
+    from dicomnb.sources.dimse import find
+
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    stream = find(target, search, level, study_uid=study_uid, series_uid=series_uid, limit=limit,
+                  cancel=cancel, calling=calling or store.calling, timeout=timeout, now=now)
+    while True:
+        try:
+            rows.append(next(stream))
+        except StopIteration as stop:
+            outcome: FindOutcome = stop.value
+            break
+    return QueryResult(rows=rows, level=level, node=target.name, limit=limit,
+                       limited=outcome.limited, cancelled=outcome.cancelled,
+                       seconds=time.monotonic() - started, notes=list(outcome.notes))
+
+
+def find_instances(
+    node: str | DicomNode,
+    study_uid: str,
+    series_uids: Sequence[str] | None = None,
+    *,
+    calling: CallingNode | None = None,
+    timeout: float = 30,
+) -> list[dict[str, Any]]:
+    """The instances of a study (or of some of its series) on an archive: IMAGE-level rows.
+
+    Each row has StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, SOPClassUID and
+    what else the archive returns of :data:`dicomnb.core.query.IMAGE_COLUMNS`. The series
+    are asked first, then each one's instances, as strict archives require.
+
+    Raises
+    ------
+    ConfigError, CriteriaError, ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+        As :func:`query`.
+    """
+    from dicomnb.sources.dimse import find_instances as dimse_find_instances
+
+    store = NodeStore.load()
+    return dimse_find_instances(_target(store, node), study_uid, series_uids,
+                                calling=calling or store.calling, timeout=timeout)

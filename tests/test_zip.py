@@ -310,3 +310,28 @@ def test_worker_processes_give_the_same_items(sample_tree: Path, tmp_path: Path)
         parallel = sorted(ZipSource(archive).items(), key=repr)
     assert parallel == serial
     assert sum(isinstance(i, InstanceRecord) for i in parallel) == 160
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_entry_reader_reads_and_seeks_like_the_file(tmp_path: Path, deflate: bool) -> None:
+    import os
+
+    from dicomnb.core.archive import EntryReader
+
+    content = (TEST_FILES / "CT_small.dcm").read_bytes()
+    archive = tmp_path / "one.zip"
+    one = entry("ct.dcm", content, deflate)
+    raw_zip(archive, [one])
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        reader = EntryReader(fd, 0, b"ct.dcm", one["method"], len(one["data"]), len(content))
+        assert reader.read(100) == content[:100]
+        reader.seek(30000)  # forward: inflates up to there
+        assert reader.read(50) == content[30000:30050]
+        reader.seek(10)  # backward: starts again
+        assert reader.read() == content[10:]
+        assert reader.read(10) == b""
+        with pytest.raises(ArchiveError, match="forged"):
+            EntryReader(fd, 0, b"other.dcm", one["method"], len(one["data"]), len(content))
+    finally:
+        os.close(fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import threading
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from dicomnb.core.model import InstanceRecord
 
 __all__ = [
+    "EntryReader",
     "cached_archive",
     "entry_error",
     "forget_archive",
@@ -145,3 +147,88 @@ def read_instance(record: InstanceRecord) -> io.BytesIO | str:
     if in_archive(record):
         return io.BytesIO(_read_entry(record.path, record.member or "", record.SOPInstanceUID))
     return record.path
+
+
+class EntryReader:
+    """Read a stored or deflated, unencrypted entry straight from the archive's file.
+
+    A file-like object (``read``, forward and backward ``seek``) over the entry's
+    uncompressed bytes that inflates only as far as it is read: the header scanner reads
+    the first kilobytes of an entry and never pays for the rest. The local header is
+    checked (signature, name length) against the central directory's record.
+
+    Parameters
+    ----------
+    fd : int
+        A descriptor of the archive, opened for reading (``os.open``).
+    offset : int
+        The entry's local header offset.
+    name : bytes
+        The entry's name as stored.
+    method : int
+        0 (stored) or 8 (deflated).
+    compressed, size : int
+        Its compressed and uncompressed sizes (the central directory's).
+    """
+
+    _FIRST = 8192
+
+    def __init__(self, fd: int, offset: int, name: bytes, method: int, compressed: int, size: int) -> None:
+        if method not in (0, 8):
+            raise ArchiveError(f"compression method {method} is read by the general reader")
+        head = os.pread(fd, 30 + len(name) + 64 + self._FIRST, offset)
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            raise ArchiveError("the entry's local header is missing: the archive is damaged")
+        name_length, extra_length = struct.unpack_from("<HH", head, 26)
+        if name_length != len(name) or head[30 : 30 + name_length] != name:
+            raise ArchiveError("the entry's local header names another file: the archive is forged")
+        self._fd, self._method, self._size = fd, method, size
+        self._start = offset + 30 + name_length + extra_length
+        self._end = self._start + compressed
+        self._first = head[30 + name_length + extra_length :]
+        self._rewind()
+
+    def _rewind(self) -> None:
+        self._position = 0  # uncompressed bytes handed out so far
+        self._cursor = self._start  # next compressed byte to read
+        self._pending = b""  # compressed bytes read, not yet inflated
+        self._inflater = zlib.decompressobj(-15) if self._method == 8 else None
+        if self._first:
+            self._pending, self._cursor = self._first[: self._end - self._start], min(
+                self._end, self._start + len(self._first))
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` uncompressed bytes (all that is left with ``n < 0``)."""
+        n = self._size - self._position if n < 0 else min(n, self._size - self._position)
+        out = bytearray()
+        while len(out) < n:
+            if not self._pending:
+                if self._cursor >= self._end:
+                    break
+                want = min(self._end - self._cursor, max(n - len(out), 16384))
+                self._pending = os.pread(self._fd, want, self._cursor)
+                if not self._pending:
+                    break
+                self._cursor += len(self._pending)
+            if self._inflater is None:
+                taken = self._pending[: n - len(out)]
+                self._pending = self._pending[len(taken) :]
+                out += taken
+            else:
+                out += self._inflater.decompress(self._pending, n - len(out))
+                self._pending = self._inflater.unconsumed_tail
+                if self._inflater.eof:
+                    break
+        self._position += len(out)
+        return bytes(out)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move to ``offset`` of the uncompressed entry (inflating up to it when forward)."""
+        if whence != 0:
+            raise ValueError("EntryReader seeks from the start only")
+        if offset < self._position:
+            self._rewind()
+        while self._position < offset:
+            if not self.read(min(offset - self._position, 1 << 20)):
+                break
+        return self._position

@@ -23,6 +23,7 @@ __all__ = [
     "atomic_writer",
     "cache_folder",
     "check_relative_name",
+    "relative_parts",
     "safe_name",
     "safe_relative_path",
 ]
@@ -55,6 +56,15 @@ def check_relative_name(name: str) -> PurePosixPath:
     Refused: absolute names, drive letters (``C:``), ``..`` components, NUL bytes, and
     names that are empty once ``.`` components are dropped.
     """
+    return PurePosixPath(*relative_parts(name))
+
+
+def relative_parts(name: str) -> list[str]:
+    """The components of a safe relative name (see :func:`check_relative_name`), as strings.
+
+    The same checks without building a path object: an archive of many entries is checked
+    name by name before anything is read.
+    """
     normalised = name.replace("\\", "/")
     if "\x00" in normalised:
         raise UnsafePathError(f"the name {name!r} contains a NUL byte")
@@ -65,7 +75,7 @@ def check_relative_name(name: str) -> PurePosixPath:
         raise UnsafePathError(f"the name {name!r} climbs out of its folder with '..': refused")
     if not parts:
         raise UnsafePathError(f"the name {name!r} names no file")
-    return PurePosixPath(*parts)
+    return parts
 
 
 def safe_relative_path(name: str, taken: set[str]) -> PurePosixPath:
@@ -75,8 +85,7 @@ def safe_relative_path(name: str, taken: set[str]) -> PurePosixPath:
     case, so case-colliding names stay apart on any file system) gets a ``~N`` suffix.
     ``taken`` is updated.
     """
-    relative = check_relative_name(name)
-    parts = [safe_name(part) for part in relative.parts]
+    parts = [safe_name(part) for part in relative_parts(name)]
     candidate = PurePosixPath(*parts)
     stem, suffix = os.path.splitext(parts[-1])
     number = 1

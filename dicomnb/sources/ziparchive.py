@@ -38,9 +38,9 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
-from dicomnb.core.archive import cached_archive, entry_error, forget_archive, remember_password
+from dicomnb.core.archive import EntryReader, cached_archive, entry_error, forget_archive, remember_password
 from dicomnb.core.classify import classify_file, classify_head
 from dicomnb.core.errors import ArchiveError, DicomnbError, PasswordRequired, WrongPassword
 from dicomnb.core.model import (
@@ -54,7 +54,7 @@ from dicomnb.core.model import (
 from dicomnb.core.parallel import map_batches
 from dicomnb.core.scan import FIRST_READ
 from dicomnb.core.settings import settings
-from dicomnb.core.store import atomic_writer, cache_folder, check_relative_name, key_for, safe_relative_path
+from dicomnb.core.store import atomic_writer, cache_folder, key_for, relative_parts, safe_relative_path
 
 __all__ = ["ZipSource"]
 
@@ -68,11 +68,23 @@ _ENCRYPTED = 0x1
 
 @dataclass(frozen=True)
 class _Job:
-    """One entry: its index in the archive, its name, and the cache file it lands in (if it does)."""
+    """One entry: its index and name, the cache file it lands in (if it does), and, read in
+    place, where its bytes are (so that worker processes need not parse the archive)."""
 
     index: int
     name: str
     target: str = ""
+    offset: int = 0
+    stored_name: bytes = b""
+    method: int = 0
+    compressed: int = 0
+    size: int = 0
+    plain: bool = False  # stored or deflated, not encrypted: read without the ZIP library
+
+
+def _stored_name(info: Any) -> bytes:
+    """The entry's name as its headers store it (UTF-8 when flagged, else code page 437)."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "surrogateescape")
 
 
 def _base_name(name: str) -> str:
@@ -82,27 +94,43 @@ def _base_name(name: str) -> str:
 def _read_batch(path: str, stamp: str, password: bytes | None, jobs: Sequence[_Job], origin: str) -> list[Item]:
     """Say what each entry of a batch is, reading it in the archive (the function workers run).
 
-    Only the bytes the header scanner needs are decompressed; the declared size of the entry
+    Only the bytes the header scanner needs are inflated; the declared size of the entry
     stands for the size of the file (a file cut short before it was zipped is caught).
     """
-    archive = cached_archive(path, stamp)
-    infos = archive.infolist()
     items: list[Item] = []
-    for job in jobs:
-        info = infos[job.index]
-        try:
-            with archive.open(info, pwd=password) as stream:
-                head = stream.read(FIRST_READ)
-
-                def whole(info: Any = info) -> BinaryIO:
-                    return io.BytesIO(archive.read(info, pwd=password))
-
-                item = classify_head(head, info.file_size, stream, whole, path, "zip", origin, job.name)
-        except Exception as exc:  # noqa: BLE001 - each entry's failure is its own error record
-            item = ErrorRecord.from_exception(path, entry_error(exc, job.name), source="zip", origin=origin,
-                                              member=job.name)
-        items.append(item)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        for job in jobs:
+            try:
+                if job.plain:
+                    item = _read_plain(fd, job, path, origin)
+                else:
+                    item = _read_with_library(cached_archive(path, stamp), job, password, path, origin)
+            except Exception as exc:  # noqa: BLE001 - each entry's failure is its own error record
+                item = ErrorRecord.from_exception(path, entry_error(exc, job.name), source="zip",
+                                                  origin=origin, member=job.name)
+            items.append(item)
+    finally:
+        os.close(fd)
     return items
+
+
+def _read_plain(fd: int, job: _Job, path: str, origin: str) -> Item:
+    def reader() -> EntryReader:
+        return EntryReader(fd, job.offset, job.stored_name, job.method, job.compressed, job.size)
+
+    stream = reader()
+    head = stream.read(FIRST_READ)
+    return classify_head(head, job.size, stream, lambda: io.BytesIO(reader().read()),  # type: ignore[arg-type]
+                         path, "zip", origin, job.name)
+
+
+def _read_with_library(archive: Any, job: _Job, password: bytes | None, path: str, origin: str) -> Item:
+    info = archive.infolist()[job.index]
+    with archive.open(info, pwd=password) as stream:
+        head = stream.read(FIRST_READ)
+        return classify_head(head, info.file_size, stream, lambda: io.BytesIO(archive.read(info, pwd=password)),
+                             path, "zip", origin, job.name)
 
 
 def _land(archive: Any, info: Any, target: str, password: bytes | None) -> None:
@@ -218,7 +246,7 @@ class ZipSource:
                     f"{self.path} has overlapping entries ({info.filename!r} starts inside the data "
                     "of another entry): this is how zip bombs are built; refused"
                 )
-            name_length = len(info.orig_filename.encode("utf-8", "surrogateescape"))
+            name_length = len(_stored_name(info))
             end_of_previous = offset + _LOCAL_HEADER_SIZE + name_length + info.compress_size
             if end_of_previous > min(start_dir, archive_size):
                 raise ArchiveError(f"the entry {info.filename!r} of {self.path} claims data beyond the "
@@ -273,7 +301,7 @@ class ZipSource:
         self._unsafe: list[ErrorRecord] = []
         for index, info in entries:
             try:
-                check_relative_name(info.filename)
+                relative_parts(info.filename)
             except DicomnbError as exc:
                 self._unsafe.append(ErrorRecord.from_exception(self.path, exc, source=self.kind,
                                                                origin=self.origin, member=info.filename))
@@ -284,7 +312,12 @@ class ZipSource:
         self._media_roots: list[PurePosixPath] = []
         self.landing = self.copy or any(_base_name(info.filename).upper() == "DICOMDIR" for _, info in named)
         if not self.landing:
-            self._jobs = [_Job(index, info.filename) for index, info in named]
+            self._jobs = [
+                _Job(index, info.filename, offset=info.header_offset, stored_name=_stored_name(info),
+                     method=info.compress_type, compressed=info.compress_size, size=info.file_size,
+                     plain=info.compress_type in (0, 8) and not info.flag_bits & _ENCRYPTED)
+                for index, info in named
+            ]
             return
         self.folder = cache_folder("zip", key_for(self.path, self._stamp))
         taken: set[str] = set()

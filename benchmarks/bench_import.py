@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_import.py [--files 10000] [--runs 5] [--data DIR]
+    python benchmarks/bench_import.py [--files 10000] [--runs 5] [--data DIR] [--only folder]
 
 The first run generates a tree of files from pydicom's CT_small.dcm and MR_small.dcm (fresh
 Study/Series/SOP Instance UIDs, 100 series, 5% non-DICOM files, names with and without
@@ -21,6 +21,10 @@ times ``--runs`` runs of:
 and, in a separate process, the peak resident memory of a catalog of 100,000 instances with
 its ``instances`` and ``series`` DataFrames built. It prints a table and writes
 ``results.md`` and ``results.json`` next to this script.
+
+With ``--only folder`` it times only the first three (the folder import, the pydicom loop and
+the floor), prints them with their two ratios, and writes no results file: a quick check of
+a change to the import core.
 """
 
 from __future__ import annotations
@@ -567,8 +571,28 @@ def _setup_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--rss-instances", type=int, default=RSS_INSTANCES,
                         help="instances in the memory measure (default 100000)")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results.json go")
+    parser.add_argument("--only", choices=("folder",), default=None,
+                        help="'folder': only the folder import, the pydicom loop and the I/O floor; "
+                             "no ZIP or memory measure, and no results file is written")
     parser.add_argument("--rss-child", nargs=2, metavar=("TREE", "N"), help=argparse.SUPPRESS)
     return parser
+
+
+def print_folder_figures(measures: list[Measure], files: int) -> None:
+    """Print the folder measures and their two ratios (what ``--only folder`` reports)."""
+    medians = {m.name: statistics.median(m.seconds) for m in measures}
+    print()
+    print(f"{'measure':36} {'files/s':>10} {'median s':>9}  each run (files/s)")
+    for m in measures:
+        runs = ", ".join(f"{files / s:,.0f}" for s in m.seconds)
+        print(f"{m.label:36} {files / medians[m.name]:>10,.0f} {medians[m.name]:>9.3f}  {runs}")
+    vs_pydicom = medians["pydicom"] / medians["dicomnb"]
+    vs_floor = medians["dicomnb"] / medians["floor"]
+    print()
+    print(f"folder vs pydicom loop (files/s ratio) {vs_pydicom:6.2f}x  >= {TARGET_VS_PYDICOM:g}x "
+          f"{_verdict(vs_pydicom >= TARGET_VS_PYDICOM)}")
+    print(f"folder vs I/O floor (time ratio)       {vs_floor:6.2f}x  <= {TARGET_VS_FLOOR:g}x "
+          f"{_verdict(vs_floor <= TARGET_VS_FLOOR)}")
 
 
 def main(args: list[str] | None = None) -> int:
@@ -587,7 +611,8 @@ def main(args: list[str] | None = None) -> int:
     # Always a sub-folder of its own: it is deleted before each first-import run.
     cache = ((options.cache or options.data) / "bench-cache").resolve()
     dicomnb.settings.cache_dir = cache  # where the ZIP's entries land
-    create_us = file_create_us(cache)
+    folder_only = options.only == "folder"
+    create_us = 0.0 if folder_only else file_create_us(cache)
     measures = [
         Measure("dicomnb", _LABELS["dicomnb"], lambda: import_folder(tree, expected), _empty_catalog),
         Measure("pydicom", _LABELS["pydicom"], lambda: pydicom_loop(tree, expected)),
@@ -598,6 +623,8 @@ def main(args: list[str] | None = None) -> int:
         Measure("zip_reimport", _LABELS["zip_reimport"], lambda: import_archive(archive, expected),
                 _empty_catalog),
     ]
+    if folder_only:
+        measures = [m for m in measures if m.name in ("dicomnb", "pydicom", "floor")]
     print("warm-up pass ...", flush=True)
     unavailable: dict[str, str] = {}
     for measure in measures:
@@ -618,6 +645,9 @@ def main(args: list[str] | None = None) -> int:
               flush=True)
     _empty_catalog()
     shutil.rmtree(cache, ignore_errors=True)
+    if folder_only:
+        print_folder_figures(measures, options.files)
+        return 0
     print(f"memory of a catalog of {options.rss_instances:,} instances ...", flush=True)
     rss = measure_rss(tree, options.rss_instances)
 

@@ -516,7 +516,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"studies, {tree['patients']} patients",
         f"- Warm page cache: one untimed pass of each measure, then {results['runs']} runs of each, "
         "interleaved; the figure is the median.",
-        f"- dicomnb's cache (where ZIP entries land): `{results['cache']['path']}`; creating an empty "
+        f"- dicomnb's cache (where ZIP entries land with copy=True; a plain import reads them in the archive): `{results['cache']['path']}`; creating an empty "
         f"file there takes {results['cache']['file_create_us']} µs.",
         "",
         "| measure | files/s (median) | median s | each run (files/s) |",

@@ -93,6 +93,13 @@ cells = [
         'dicomnb.import_zip(archive, password="demo")'
     ),
     new_markdown_cell(
+        "The instances stay in the archive: `path` is the archive and `member` the entry, read again "
+        "when pixels are asked for (`copy=True` lands them in dicomnb's cache instead)."
+    ),
+    new_code_cell(
+        'dicomnb.catalog.instances.query("source == \'zip\'")[["PatientName", "Modality", "member", "path"]]'
+    ),
+    new_markdown_cell(
         "## The same verbs on the command line\n\n"
         "`dicomnb get -l PATH [-l PATH ...] [-z ZIP ...] [--password-file FILE] [--no-recursive] "
         "[--copy] [--json]`"

@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results_file import write_section  # benchmarks/, the folder of this script
+
 HERE = Path(__file__).resolve().parent
 SERIES = 100
 PATIENTS = 20
@@ -657,7 +659,7 @@ def main(args: list[str] | None = None) -> int:
     print_table(results)
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (options.out / "results.md").write_text(to_markdown(results))
+    write_section(options.out / "results.md", to_markdown(results))
     print(f"\nwrote {options.out / 'results.md'} and {options.out / 'results.json'}")
     return 0
 

@@ -26,8 +26,18 @@ from dicomnb.core.criteria import Period, SearchCriteria
 from dicomnb.core.drop import DropPlan, check_drop, import_drop
 from dicomnb.core.query import QueryResult
 from dicomnb.core.report import ImportReport
+from dicomnb.core.retrieval import RetrieveResult
 from dicomnb.core.settings import settings
-from dicomnb.network import add_node, echo, find_instances, nodes, presets, query, remove_node
+from dicomnb.network import (
+    add_node,
+    echo,
+    find_instances,
+    nodes,
+    presets,
+    query,
+    remove_node,
+    retrieve,
+)
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
@@ -37,6 +47,7 @@ __all__ = [
     "ImportReport",
     "Period",
     "QueryResult",
+    "RetrieveResult",
     "SearchCriteria",
     "__version__",
     "add_node",
@@ -57,6 +68,7 @@ __all__ = [
     "presets",
     "query",
     "remove_node",
+    "retrieve",
     "sample_data",
     "settings",
 ]

@@ -12,12 +12,15 @@
                 [--modality CT ...] [--period last-week | --date FROM-TO]
                 [--level study|series|image] [--study UID] [--series UID] [--limit N]
                 [--preset NAME] [--timeout SECONDS] [--json]
+    dicomnb retrieve NAME --study UID [--series UID ...] [--method c-get|c-move|wado-uri]
+                [--dest DIR] [--json]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
 reported), 1 when an optional dependency is missing (the message names the extra), 2 for
 unusable arguments (an unknown node, a bad AE title...), 3 when an archive needs a password
 or the password given is wrong, 4 when the network failed (refused, rejected, aborted,
-timed out).
+timed out, a failure status), 5 when a retrieve ended with instances missing (they are
+listed: in ``"missing"`` with --json; running the same command again fetches just those).
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ from collections.abc import Sequence
 
 from dicomnb import api, network
 from dicomnb.core.criteria import Period
-from dicomnb.core.errors import DependencyMissing, DicomnbError, InputError, PasswordError, SourceError
+from dicomnb.core.errors import (
+    DependencyMissing,
+    DicomnbError,
+    InputError,
+    PasswordError,
+    RetrieveIncomplete,
+    SourceError,
+)
 from dicomnb.core.model import ErrorRecord
 from dicomnb.core.query import QueryResult, parse_date_range
 from dicomnb.core.report import ImportReport
+from dicomnb.core.retrieval import RetrieveResult
 
 __all__ = ["main"]
 
@@ -42,6 +53,7 @@ EXIT_DEPENDENCY = 1
 EXIT_USAGE = 2
 EXIT_PASSWORD = 3
 EXIT_NETWORK = 4
+EXIT_INCOMPLETE = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,6 +138,23 @@ def _setup_argparser() -> argparse.ArgumentParser:
     query.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                        help="seconds allowed for connecting and between two answers (default 30)")
     query.add_argument("--json", action="store_true", help='print {"rows": [...], ...}')
+
+    retrieve = commands.add_parser(
+        "retrieve", help="retrieve a study or some of its series into the store and the catalog",
+        description="List a study's instances (C-FIND), fetch those the local store does not hold "
+        "yet (C-GET, C-MOVE or WADO-URI), and check that every one arrived. Exit status 5 when "
+        "some are missing: they are listed, and running the command again fetches just those.",
+    )
+    retrieve.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")
+    retrieve.add_argument("--study", required=True, metavar="UID", help="the StudyInstanceUID")
+    retrieve.add_argument("--series", metavar="UID", nargs="+", action="extend",
+                          help="only these SeriesInstanceUIDs of the study")
+    retrieve.add_argument("--method", choices=["c-get", "c-move", "wado-uri"], default="c-get",
+                          help="c-get (default), c-move (the archive must know our AE title and "
+                          "port) or wado-uri (the node's --wado-url)")
+    retrieve.add_argument("--dest", metavar="DIR", help="also copy the files into DIR")
+    retrieve.add_argument("--json", action="store_true",
+                          help='print {"retrieved": N, "missing": [...], "instances": [...]}')
     return parser
 
 
@@ -280,13 +309,37 @@ def _query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_retrieved(args: argparse.Namespace, result: RetrieveResult) -> None:
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(result.message)
+        for sop in result.missing:
+            print(f"missing: {sop}")
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    if args.dest is not None and os.path.exists(args.dest) and not os.path.isdir(args.dest):
+        print(f"dicomnb retrieve: --dest: {args.dest} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = network.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
+    except RetrieveIncomplete as exc:
+        _print_retrieved(args, exc.result)  # type: ignore[attr-defined]
+        print(f"dicomnb retrieve: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    _print_retrieved(args, result)
+    return EXIT_OK
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _setup_argparser()
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
-    commands = {"node": _node, "echo": _echo, "query": _query}
+    commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve}
     if namespace.command in commands:
         prefix = " ".join(["dicomnb", namespace.command, getattr(namespace, "node_command", "")]).strip()
         try:

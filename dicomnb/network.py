@@ -1,4 +1,4 @@
-"""The network verbs a notebook user types: nodes, C-ECHO, search presets, C-FIND.
+"""The network verbs a notebook user types: nodes, C-ECHO, search presets, C-FIND, retrieve.
 
 >>> import dicomnb
 >>> dicomnb.add_node("orthanc", aet="ORTHANC", host="127.0.0.1", port=4242)
@@ -7,6 +7,7 @@
 >>> result = dicomnb.query("orthanc", patient_name="Doe*", modalities=("CT",), limit=50)
 >>> result.frame                     # one row per study
 >>> dicomnb.query("orthanc", level="series", study_uid=result.rows[0]["StudyInstanceUID"])
+>>> dicomnb.retrieve("orthanc", result.rows[0]["StudyInstanceUID"])          # C-GET into the catalog
 
 Nodes and presets live in the configuration folder (``$DICOMNB_CONFIG_DIR`` or the user's
 config dir); pynetdicom is imported only when a network call is made.
@@ -17,17 +18,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from dicomnb.core.criteria import SearchCriteria
-from dicomnb.core.errors import CriteriaError
+from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
 from dicomnb.core.nodes import CallingNode, DicomNode, NodeStore
 from dicomnb.core.presets import Presets
 from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit
+from dicomnb.core.retrieval import Landing, RetrieveResult
 
-__all__ = ["add_node", "echo", "find_instances", "nodes", "presets", "query", "remove_node"]
+__all__ = ["add_node", "echo", "find_instances", "nodes", "presets", "query", "remove_node", "retrieve"]
 
 
 def _absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -241,3 +243,114 @@ def find_instances(
     store = NodeStore.load()
     return dimse_find_instances(_target(store, node), study_uid, series_uids,
                                 calling=calling or store.calling, timeout=timeout)
+
+
+#: Retrieve methods, and the source name their records carry in the catalog.
+RETRIEVE_METHODS = {"c-get": "dimse", "c-move": "dimse", "wado-uri": "wado-uri"}
+
+
+def retrieve(
+    node: str | DicomNode,
+    study_uid: str,
+    series_uids: Sequence[str] | None = None,
+    *,
+    method: str = "c-get",
+    dest: str | os.PathLike[str] | None = None,
+    calling: CallingNode | None = None,
+    timeout: float = 30,
+    progress: Callable[[int, int], object] | None = None,
+    parallel: int = 3,
+    raise_incomplete: bool = True,
+) -> RetrieveResult:
+    """Retrieve a study (or some of its series) into the local store and the catalog.
+
+    The instances are listed first (C-FIND at IMAGE level); those the store already holds
+    complete are not fetched again; the others are fetched series by series (``parallel``
+    at a time), each written atomically to the store as it arrives and filed into
+    :data:`dicomnb.catalog` (source ``"dimse"`` or ``"wado-uri"``, origin the node's name).
+    What arrived is then compared with what was listed.
+
+    Parameters
+    ----------
+    node : str or DicomNode
+        A saved node's name, or a node.
+    study_uid : str
+        The StudyInstanceUID.
+    series_uids : sequence of str, optional
+        Only these series of the study (default: all of them).
+    method : {"c-get", "c-move", "wado-uri"}
+        C-GET (one association, nothing to declare on the archive); C-MOVE (the archive
+        must know our calling AE title and Storage SCP port, see ``calling``); WADO-URI
+        (HTTP GET per instance at the node's ``wado_url``).
+    dest : path, optional
+        A folder that also gets a copy of every instance (hard-linked when it can be).
+    calling : CallingNode, optional
+        Our AE title, and for C-MOVE the address and port our Storage SCP listens on
+        (default: the saved calling node, ``DICOMNB`` on 127.0.0.1:11113).
+    timeout : float
+        Seconds allowed for connecting and between two messages from the archive.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each instance lands (from worker threads).
+    parallel : int
+        Series retrieved at once, each on its own association or HTTP connection.
+    raise_incomplete : bool
+        Raise :class:`~dicomnb.errors.RetrieveIncomplete` when instances are missing
+        (default); with False, return the result and let ``result.missing`` say so.
+
+    Returns
+    -------
+    RetrieveResult
+        ``.retrieved`` (fetched this time), ``.instances`` (records in the catalog),
+        ``.missing``, ``.errors``, ``.seconds``, ``.to_json()``.
+
+    Raises
+    ------
+    RetrieveIncomplete
+        Instances listed by the C-FIND did not arrive; ``.missing`` lists their SOP Instance
+        UIDs and ``.result`` is the :class:`RetrieveResult`. Retrieving again fetches just those.
+    ConfigError
+        No saved node of that name, an unknown method, no WADO-URI URL, a bad transfer
+        syntax file, or (C-MOVE) a Storage SCP port that cannot be listened on.
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+        The archive could not be reached, refused, aborted or answered with a failure
+        (``QueryFailed.status``: 0xA701/0xA702 out of resources, 0xA801 unknown move
+        destination, 0xC000 unable to process; None when it went silent).
+    """
+    if method not in RETRIEVE_METHODS:
+        raise ConfigError(f"unknown retrieve method {method!r}: choose c-get, c-move or wado-uri")
+    if not isinstance(study_uid, str) or not study_uid.strip():
+        raise CriteriaError("a retrieve needs the StudyInstanceUID of the study")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
+    store = NodeStore.load()
+    target = _target(store, node)
+    calling = calling or store.calling
+    if method == "wado-uri" and not target.wado_url:
+        raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "
+                          f"'dicomnb node add {target.name} ... --wado-url http://host:8042/wado --replace'")
+    from dicomnb.api import catalog
+    from dicomnb.sources.retrieve import list_instances, retrieve_dimse
+
+    expected, sop_classes = list_instances(target, study_uid.strip(), series_uids, calling=calling,
+                                           timeout=timeout)
+    landing = Landing(expected, catalog.add_items,
+                      source=RETRIEVE_METHODS[method], origin=target.name, dest=dest, progress=progress)
+    landing.file_stored()
+    if method == "wado-uri":
+        from dicomnb.sources.wado_uri import retrieve_wado_uri
+
+        retrieve_wado_uri(target, landing, timeout=timeout, parallel=parallel)
+    else:
+        retrieve_dimse(target, landing, method=method, sop_classes=sop_classes, calling=calling,
+                       timeout=timeout, parallel=parallel)
+    result = landing.result(target.name, study_uid.strip(), method)
+    if result.missing and raise_incomplete:
+        shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")
+        error = RetrieveIncomplete(
+            f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
+            f"({shown}); {len(result.instances)} are in the catalog: retrieve again to fetch the missing "
+            "ones" + (f" ({result.errors[0]})" if result.errors else ""),
+            missing=result.missing)
+        error.result = result  # type: ignore[attr-defined]
+        raise error
+    return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import ssl
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_module, require_tool
+from netcommon import PEERS, collect_garbage, node_of, pynetdicom_socket_leak  # noqa: F401 - collect_garbage: autouse fixture
 
 import dicomnb
 from dicomnb import cli
@@ -23,28 +23,6 @@ from dicomnb.core.errors import (
 )
 from dicomnb.core.nodes import CallingNode, DicomNode
 from dicomnb.sources.dimse import echo
-
-PEERS = ["orthanc", "dcmqrscp", "qrscp"]
-
-# pynetdicom 3.0.4 does not close its socket when connecting fails (refused, TLS handshake
-# refused): the socket is freed with a ResourceWarning (pydicom/pynetdicom#979, fixed by #999).
-# It is pynetdicom's socket, not one of ours: ignore exactly that warning in those tests.
-pynetdicom_socket_leak = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <(socket\.socket|ssl\.SSLSocket):pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def collect_garbage() -> Iterator[None]:
-    """Free unreachable sockets at the end of each test, so a leak is blamed on its own test."""
-    yield
-    gc.collect()
-
-
-def node_of(peer, **changes: object) -> DicomNode:  # type: ignore[no-untyped-def]
-    values: dict[str, object] = {"name": peer.name, "aet": peer.aet, "host": peer.host, "port": peer.port}
-    values.update(changes)
-    return DicomNode(**values)  # type: ignore[arg-type]
 
 
 @pytest.mark.integration

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import threading
 import time
@@ -14,6 +13,15 @@ from typing import Any
 import pydicom
 import pytest
 from conftest import require_module
+from netcommon import (  # noqa: F401 - collect_garbage: autouse fixture
+    CT_INSTANCE,
+    CT_SERIES,
+    CT_STUDY,
+    PEERS,
+    collect_garbage,
+    node_of,
+    pynetdicom_socket_leak,
+)
 
 import dicomnb
 from dicomnb import cli
@@ -35,27 +43,7 @@ from dicomnb.core.query import (
     parse_date_range,
 )
 
-PEERS = ["orthanc", "dcmqrscp", "qrscp"]
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
-CT_SERIES = "1.3.6.1.4.1.5962.1.3.1.1.20040119072730.12322"
-CT_INSTANCE = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
-
-pynetdicom_socket_leak = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <(socket\.socket|ssl\.SSLSocket):pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def collect_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
-
-
-def node_of(peer: Any, **changes: object) -> DicomNode:
-    values: dict[str, object] = {"name": peer.name, "aet": peer.aet, "host": peer.host, "port": peer.port}
-    values.update(changes)
-    return DicomNode(**values)  # type: ignore[arg-type]
 
 
 def loaded_studies() -> dict[str, set[str]]:

@@ -23,6 +23,8 @@ __all__ = [
     "atomic_writer",
     "cache_folder",
     "check_relative_name",
+    "instance_path",
+    "key_for",
     "relative_parts",
     "safe_name",
     "safe_relative_path",
@@ -42,6 +44,19 @@ def cache_folder(*parts: str) -> Path:
 def key_for(*parts: object) -> str:
     """A short stable key (hex) for naming a cache folder after some values."""
     return hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def instance_path(study_uid: str, series_uid: str, sop_instance_uid: str, root: Path | None = None) -> Path:
+    """Where a retrieved instance lives in the local store.
+
+    ``<cache_dir>/store/<study key>/<series key>/<instance key>.dcm`` (or under ``root``):
+    each key is a hash of the UIDs (:func:`key_for`), so a UID an archive sends, however
+    long or odd, never becomes a path, and the same instance always lands in the same file.
+    The folders are not created here.
+    """
+    base = Path(root) if root is not None else Path(settings.cache_dir) / "store"
+    return (base / key_for("study", study_uid) / key_for("series", study_uid, series_uid)
+            / f"{key_for('instance', sop_instance_uid)}.dcm")
 
 
 def safe_name(name: str, default: str = "file") -> str:

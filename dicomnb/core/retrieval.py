@@ -1,0 +1,319 @@
+"""Where retrieved instances land, and what a retrieve reports.
+
+Every retrieve method (C-GET, C-MOVE, WADO-URI) starts from the instances a C-FIND listed
+(:class:`Expected`) and hands each instance that arrives to one :class:`Landing`, which
+
+- accepts only the instances it is waiting for (anything else is refused and reported),
+- writes the file atomically in the local store (:func:`~dicomnb.core.store.instance_path`:
+  names are hashes of the UIDs, never the UIDs),
+- files it into the catalog at once (so an interrupted retrieve keeps what arrived),
+- copies it to the destination folder, when one was asked for.
+
+Before anything is asked for, instances the store already holds complete are filed from
+there and not fetched again: a retrieve can be run again to finish an interrupted one.
+The network side lives in :mod:`dicomnb.sources.retrieve` and :mod:`dicomnb.sources.wado_uri`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicomnb.core.classify import classify_file, classify_head
+from dicomnb.core.model import ErrorRecord, InstanceRecord, Item
+from dicomnb.core.store import atomic_write, atomic_writer, instance_path
+
+__all__ = ["IMPLEMENTATION_UID", "IMPLEMENTATION_VERSION", "Expected", "Landing", "RetrieveResult", "expected_instances", "part10_header"]
+
+#: Our Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name, written in
+#: the file meta information and sent in association requests.
+IMPLEMENTATION_UID = "2.25.229207155873339196624683722233364096511"
+IMPLEMENTATION_VERSION = "DICOMNB_010"
+
+#: C-STORE statuses a landing answers with (PS3.4 B.2.3, PS3.7 C).
+SUCCESS = 0x0000
+REFUSED_NOT_AUTHORISED = 0x0124     # not an instance we asked for
+OUT_OF_RESOURCES = 0xA700           # the file could not be written
+CANNOT_UNDERSTAND = 0xC000          # what arrived is not a readable instance
+
+#: The columns of an instance in ``RetrieveResult.to_json()``.
+JSON_COLUMNS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID",
+                "TransferSyntaxUID", "path")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """An instance a C-FIND listed: what a retrieve must bring back."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str = ""
+
+
+def expected_instances(rows: Iterable[Mapping[str, Any]], study_uid: str) -> list[Expected]:
+    """IMAGE-level C-FIND rows as :class:`Expected` instances (rows without a UID dropped)."""
+    found: dict[str, Expected] = {}
+    for row in rows:
+        sop = str(row.get("SOPInstanceUID") or "")
+        if sop:
+            found[sop] = Expected(str(row.get("StudyInstanceUID") or study_uid),
+                                  str(row.get("SeriesInstanceUID") or ""), sop,
+                                  str(row.get("SOPClassUID") or ""))
+    return list(found.values())
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    if vr in (b"OB", b"UN", b"SQ", b"UT", b"OW"):
+        return struct.pack("<HH2sHI", group, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+def _text(value: str, pad: bytes) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def part10_header(sop_class: str, sop_instance: str, transfer_syntax: str, source_aet: str = "") -> bytes:
+    """The preamble, ``DICM`` and file meta information of a Part 10 file (PS3.10 7.1).
+
+    Followed by the data set as received (in ``transfer_syntax``), it makes the file an
+    archive sends over C-STORE, with its original encoding.
+    """
+    meta = (_element(2, 0x0001, b"OB", b"\x00\x01")
+            + _element(2, 0x0002, b"UI", _text(sop_class, b"\x00"))
+            + _element(2, 0x0003, b"UI", _text(sop_instance, b"\x00"))
+            + _element(2, 0x0010, b"UI", _text(transfer_syntax, b"\x00"))
+            + _element(2, 0x0012, b"UI", _text(IMPLEMENTATION_UID, b"\x00"))
+            + _element(2, 0x0013, b"SH", _text(IMPLEMENTATION_VERSION, b" ")))
+    if source_aet:
+        meta += _element(2, 0x0016, b"AE", _text(source_aet.strip(), b" "))
+    return bytes(128) + b"DICM" + _element(2, 0x0000, b"UL", struct.pack("<I", len(meta))) + meta
+
+
+@dataclass
+class RetrieveResult:
+    """What a retrieve brought back.
+
+    Attributes
+    ----------
+    node : str
+        The node retrieved from.
+    study_uid : str
+        The study.
+    method : str
+        ``"c-get"``, ``"c-move"`` or ``"wado-uri"``.
+    expected : int
+        Instances the C-FIND listed.
+    retrieved : int
+        Instances fetched this time (the rest were in the store already).
+    instances : list of InstanceRecord
+        The records now in the catalog for the instances listed, fetched or already stored.
+    missing : tuple of str
+        SOP Instance UIDs listed by the C-FIND that did not arrive: retrieve again to fetch
+        just those.
+    errors : list of str
+        What went wrong on the way (refused unsolicited instances, unreadable files...).
+    seconds : float
+        Time taken.
+    """
+
+    node: str
+    study_uid: str
+    method: str
+    expected: int = 0
+    retrieved: int = 0
+    instances: list[InstanceRecord] = field(default_factory=list)
+    missing: tuple[str, ...] = ()
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when every instance listed is in the catalog."""
+        return not self.missing
+
+    @property
+    def message(self) -> str:
+        stored = len(self.instances) - self.retrieved
+        text = (f"{self.retrieved} instance{'' if self.retrieved == 1 else 's'} retrieved from {self.node} "
+                f"({self.method}) in {self.seconds:.1f} s")
+        if stored:
+            text += f", {stored} already in the store"
+        if self.missing:
+            text += f"; {len(self.missing)} of {self.expected} missing: retrieve again to fetch them"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"retrieved": N, "missing": [...], "instances": [...]}`` (UIDs and path of each)."""
+        return {
+            "retrieved": self.retrieved,
+            "missing": list(self.missing),
+            "instances": [{name: getattr(r, name) for name in JSON_COLUMNS} for r in self.instances],
+        }
+
+    @property
+    def frame(self) -> Any:
+        """The instances as a DataFrame (the catalog's columns)."""
+        from dicomnb.core.catalog import frame
+
+        return frame(self.instances, InstanceRecord)
+
+    def __repr__(self) -> str:
+        return f"<RetrieveResult: {self.message}>"
+
+
+class Landing:
+    """Lands the instances of one retrieve: store, catalog, destination folder.
+
+    Thread-safe: several associations (or HTTP connections) hand it instances at once.
+
+    Parameters
+    ----------
+    expected : sequence of Expected
+        The instances asked for.
+    file_items : callable
+        Files records into the catalog (``catalog.add_items``).
+    source, origin : str
+        What the records say they came from (``"dimse"`` or ``"wado-uri"``, the node's name).
+    dest : path, optional
+        A folder that gets a copy of every instance (same layout as the store).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each instance lands.
+    """
+
+    def __init__(self, expected: Sequence[Expected], file_items: Callable[[list[Item]], object], *,
+                 source: str, origin: str, dest: str | os.PathLike[str] | None = None,
+                 progress: Callable[[int, int], object] | None = None) -> None:
+        self.expected = {e.sop_instance_uid: e for e in expected}
+        self.file_items = file_items
+        self.source, self.origin = source, origin
+        self.dest = Path(dest) if dest is not None else None
+        self.progress = progress
+        self.records: dict[str, InstanceRecord] = {}
+        self.pending: set[str] = set(self.expected)
+        self.retrieved = 0
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    # -- what the store holds already -----------------------------------------------------------
+    def file_stored(self) -> int:
+        """File the instances the store holds complete; return how many (they are not fetched)."""
+        found: list[Item] = []
+        for sop, e in self.expected.items():
+            path = instance_path(e.study_uid, e.series_uid, sop)
+            if not path.is_file():
+                continue
+            item = classify_file(str(path), self.source, self.origin)
+            if isinstance(item, InstanceRecord) and item.SOPInstanceUID == sop:
+                self.records[sop] = item
+                self.pending.discard(sop)
+                found.append(item)
+                self._copy_to_dest(e, path, None)
+        if found:
+            self.file_items(found)
+        return len(found)
+
+    def pending_by_series(self) -> dict[str, list[Expected]]:
+        """The instances still to fetch, by SeriesInstanceUID (in the C-FIND's order)."""
+        by_series: dict[str, list[Expected]] = {}
+        for sop, e in self.expected.items():
+            if sop in self.pending:
+                by_series.setdefault(e.series_uid, []).append(e)
+        return by_series
+
+    def series_complete_in_listing(self, series_uid: str) -> bool:
+        """True when nothing of this series is in the store yet (fetch it whole)."""
+        return all(sop in self.pending for sop, e in self.expected.items() if e.series_uid == series_uid)
+
+    # -- arrivals -------------------------------------------------------------------------------
+    def wanted(self, sop_instance_uid: str) -> bool:
+        with self._lock:
+            return sop_instance_uid in self.pending
+
+    def note(self, error: str) -> None:
+        """Record something that went wrong (it ends up in ``RetrieveResult.errors``)."""
+        with self._lock:
+            self.errors.append(error)
+
+    def land(self, sop_instance_uid: str, data: bytes | Sequence[bytes | memoryview], *,
+             header: bytes = b"", sender: str = "") -> int:
+        """Write one arrived instance, file it; return the C-STORE status to answer with.
+
+        ``data`` is a whole Part 10 file, or (with ``header`` from :func:`part10_header`)
+        the data set as received over DIMSE, in one piece or in fragments.
+        """
+        e = self.expected.get(sop_instance_uid)
+        with self._lock:
+            if e is None:
+                self.errors.append(f"{sender or 'the archive'} sent instance {sop_instance_uid!r}, "
+                                   "which was not asked for: refused")
+                return REFUSED_NOT_AUTHORISED
+            if sop_instance_uid not in self.pending:
+                return SUCCESS  # sent twice: the first copy stands
+        content = header + (data if isinstance(data, bytes) else b"".join(data))
+        path = instance_path(e.study_uid, e.series_uid, sop_instance_uid)
+        item = classify_head(content, len(content), None, lambda: io.BytesIO(content), str(path),
+                             self.source, self.origin)
+        if not isinstance(item, InstanceRecord) or item.SOPInstanceUID != sop_instance_uid:
+            why = item.message if isinstance(item, ErrorRecord) else (
+                f"its SOP Instance UID is {getattr(item, 'SOPInstanceUID', None)!r}"
+                if isinstance(item, InstanceRecord) else "it is not DICOM")
+            with self._lock:
+                self.errors.append(f"instance {sop_instance_uid!r} from {sender or 'the archive'} "
+                                   f"is not usable: {why}")
+            return CANNOT_UNDERSTAND
+        try:
+            with atomic_writer(path) as f:
+                f.write(content)
+        except OSError as exc:
+            with self._lock:
+                self.errors.append(f"cannot write instance {sop_instance_uid!r} to {path}: "
+                                   f"{exc.strerror or exc}")
+            return OUT_OF_RESOURCES
+        self._copy_to_dest(e, path, content)
+        with self._lock:
+            if sop_instance_uid not in self.pending:
+                return SUCCESS
+            self.pending.discard(sop_instance_uid)
+            self.records[sop_instance_uid] = item
+            self.retrieved += 1
+            done = len(self.records)
+        self.file_items([item])
+        if self.progress is not None:
+            self.progress(done, len(self.expected))
+        return SUCCESS
+
+    def _copy_to_dest(self, e: Expected, path: Path, content: bytes | None) -> None:
+        if self.dest is None:
+            return
+        target = instance_path(e.study_uid, e.series_uid, e.sop_instance_uid, root=self.dest)
+        if target.is_file():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)  # same file system: instant, and complete or absent
+        except OSError:
+            atomic_write(target, content if content is not None else path.read_bytes())
+
+    # -- the end --------------------------------------------------------------------------------
+    @property
+    def missing(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sop for sop in self.expected if sop in self.pending)
+
+    def result(self, node: str, study_uid: str, method: str) -> RetrieveResult:
+        with self._lock:
+            instances = [self.records[sop] for sop in self.expected if sop in self.records]
+            errors = list(self.errors)
+        return RetrieveResult(node=node, study_uid=study_uid, method=method, expected=len(self.expected),
+                              retrieved=self.retrieved, instances=instances, missing=self.missing,
+                              errors=errors, seconds=time.monotonic() - self.started)

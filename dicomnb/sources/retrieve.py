@@ -1,0 +1,606 @@
+"""Retrieve over DIMSE: C-GET, and C-MOVE into our own Storage SCP.
+
+Both run on :mod:`dicomnb.sources.upperlayer` (not pynetdicom: see there why) and hand
+every instance that arrives to a :class:`~dicomnb.core.retrieval.Landing`, which accepts
+only the instances the C-FIND listed, writes them atomically and files them.
+
+- Work is split per series (one request each, 3 at a time on their own associations):
+  a series is the unit a later download manager pauses and resumes, and a series whose
+  instances are partly in the store is asked for at IMAGE level, for the missing ones only.
+- C-GET proposes, for the SOP classes the C-FIND found, one presentation context per
+  (SOP class, transfer syntax) of :mod:`dicomnb.core.tcs`, so the archive can send each
+  instance as it holds it; beyond 128 contexts, one per SOP class with all its syntaxes;
+  beyond 127 SOP classes, the series is asked for in several IMAGE-level requests. Each SOP
+  class gets an SCP role selection (without it archives answer 0xA702). An archive that
+  lists no SOP class (dcmqrscp keeps none in its index) gets the common storage classes
+  proposed (:data:`~dicomnb.core.tcs.COMMON_STORAGE`), as getscu does.
+- C-MOVE starts our Storage SCP on the calling node's address and port for the duration
+  of the retrieve; it accepts associations called with our AE title only, and instances
+  that the retrieve waits for only: anything else is refused (0x0124) and reported.
+
+Failures become dicomnb's errors: :class:`~dicomnb.core.errors.ConnectionFailed` (refused,
+unreachable, TLS refused, no answer), :class:`~dicomnb.core.errors.AssociationRejected`,
+:class:`~dicomnb.core.errors.AssociationAborted`, :class:`~dicomnb.core.errors.QueryFailed`
+with the DIMSE ``status`` (0xA701/0xA702 out of resources, 0xA801 unknown move destination,
+0xA900, 0xC000-0xCFFF) or ``status=None`` when the archive went silent for ``timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from dicomnb.core.errors import (
+    AssociationAborted,
+    ConfigError,
+    ConnectionFailed,
+    DicomnbError,
+    QueryFailed,
+)
+from dicomnb.core.nodes import CallingNode, DicomNode
+from dicomnb.core.retrieval import Expected, Landing, part10_header
+from dicomnb.core.tcs import IMPLICIT_LE, TransferSyntaxes, common_storage_classes
+from dicomnb.sources import upperlayer as ul
+from dicomnb.sources.dimse import _failure, _probe, _rejection, _where, tls_context
+
+__all__ = ["GET_MODEL", "MOVE_MODEL", "StorageSCP", "list_instances", "retrieve_dimse"]
+
+LOGGER = logging.getLogger(__name__)
+
+#: Study Root Query/Retrieve Information Model - GET and - MOVE.
+FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"
+GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"
+MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"
+VERIFICATION = "1.2.840.10008.1.1"
+
+MAX_CONTEXTS = 128          # presentation context IDs are the odd numbers 1-255
+MAX_PDU = 1 << 22           # what we accept per PDU: large, so few PDUs per instance
+PARALLEL = 3                # series retrieved at once (each on its own association)
+_PENDING = (0xFF00, 0xFF01)
+
+_RESULTS = {1: "rejected permanent", 2: "rejected transient"}
+_SOURCES = {1: "service user", 2: "service provider (acse)", 3: "service provider (presentation)"}
+_REASONS = {1: {1: "no reason given", 2: "application context name not supported",
+                3: "calling ae title not recognised", 7: "called ae title not recognised"},
+            2: {1: "no reason given", 2: "protocol version not supported"},
+            3: {1: "temporary congestion", 2: "local limit exceeded"}}
+
+
+# --- association set-up ------------------------------------------------------------------------
+
+def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationContext],
+          roles: dict[str, tuple[int, int]], timeout: float) -> ul.Connection:
+    """Associate with ``node`` proposing ``contexts``; return the connection (contexts answered)."""
+    where = _where(node)
+    tls = tls_context(node)
+    try:
+        sock = socket.create_connection((node.host, node.port), timeout=timeout)
+    except OSError as exc:
+        raise _probe(node, timeout, None) from exc
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=node.host)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise _probe(node, timeout, tls) from exc
+    conn = ul.Connection(sock, timeout)
+    request = ul.Association(called=node.aet, calling=calling.aet, contexts=contexts, roles=roles)
+    try:
+        conn.send(request.encode(ul.ASSOCIATE_RQ, MAX_PDU))
+        kind, body = conn.read_pdu()
+    except (ul.PeerAborted, ul.PeerClosed) as exc:
+        conn.close()
+        if tls is not None and isinstance(exc, ul.PeerClosed):
+            raise ConnectionFailed(
+                f"{where}: TLS refused: the server closed the connection after the TLS handshake: "
+                "does it require a client certificate (--tls-cert/--tls-key), and does it trust ours?"
+            ) from exc
+        raise AssociationAborted(
+            f"{where} aborted the association request or closed the connection: is it a DICOM port, "
+            f"and does the archive accept us (calling AE title {calling.aet})?") from exc
+    except ul.PeerSilent as exc:
+        conn.close()
+        raise ConnectionFailed(f"{where}: no answer to the association request within the timeout of "
+                               f"{timeout:g} s: is this port a DICOM server? (raise the timeout if it "
+                               "is slow)") from exc
+    if kind == ul.ASSOCIATE_RJ:
+        conn.close()
+        result, source, reason = (body[1], body[2], body[3]) if len(body) >= 4 else (1, 1, 1)
+        primitive = SimpleNamespace(result_str=_RESULTS.get(result, f"result {result}"),
+                                    source_str=_SOURCES.get(source, f"source {source}"),
+                                    reason_str=_REASONS.get(source, {}).get(reason, f"reason {reason}"))
+        raise _rejection(node, calling, primitive)
+    if kind != ul.ASSOCIATE_AC:
+        _abort(conn)
+        raise AssociationAborted(f"{where} answered the association request with PDU type 0x{kind:02X}")
+    answer = ul.Association.decode(body)
+    by_id = {c.id: c for c in answer.contexts}
+    for context in contexts:
+        got = by_id.get(context.id)
+        if got is not None:
+            context.result, context.transfer_syntax = got.result, got.transfer_syntax
+    conn.peer_max_pdu = answer.max_pdu
+    return conn
+
+
+def _abort(conn: ul.Connection) -> None:
+    with contextlib.suppress(ul.PeerClosed, ul.PeerSilent):
+        conn.send(ul.ABORT_PDU)
+    conn.close()
+
+
+def _release(conn: ul.Connection) -> None:
+    """Release the association (bounded: an archive that does not answer is aborted)."""
+    try:
+        conn.send(ul.RELEASE_RQ_PDU)
+        while True:
+            kind, _ = conn.read_pdu()
+            if kind == ul.RELEASE_RP:
+                break
+    except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent):
+        pass
+    conn.close()
+
+
+# --- statuses ----------------------------------------------------------------------------------
+
+def _status_words(code: int, verb: str, calling: CallingNode) -> str:
+    if code == 0xA701:
+        return "out of resources: unable to calculate the number of matches: try again later"
+    if code == 0xA702:
+        return ("out of resources: unable to perform sub-operations: the archive could not send the "
+                "instances (for C-GET: it found no presentation context or SCP role for them; "
+                "try C-MOVE)")
+    if code == 0xA801:
+        return (f"move destination unknown: the archive does not know our AE title {calling.aet}: ask its "
+                f"administrator to declare {calling.aet} at {calling.host}:{calling.port}, or use C-GET")
+    if code == 0xA900:
+        return "identifier does not match SOP class: the archive refuses the keys sent"
+    if 0xC000 <= code <= 0xCFFF:
+        hint = (f"if the archive does not know {calling.aet} as a move destination, ask its "
+                "administrator to declare it, or use C-GET" if verb == "C-MOVE" else "see the archive's log")
+        return f"unable to process: {hint}"
+    if code == 0x0122:
+        return f"SOP class not supported: the archive does not offer Study Root {verb}"
+    if code == 0x0124:
+        return f"not authorised: ask the archive's administrator to let our AE title {calling.aet} retrieve"
+    return "failure: see the archive's log"
+
+
+def _encode(identifier: dict[str, object]) -> bytes:
+    """An identifier (keyword → value) encoded in implicit VR little endian."""
+    from pydicom import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = Dataset()
+    for keyword, value in identifier.items():
+        setattr(ds, keyword, value)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+# --- listing what to retrieve (C-FIND) ---------------------------------------------------------
+
+def _find(conn: ul.Connection, where: str, identifier: dict[str, object], msg_id: int) -> list[object]:
+    """One C-FIND on an open association: the response identifiers (pydicom datasets)."""
+    from io import BytesIO
+
+    from pydicom.filereader import read_dataset
+
+    conn.send_message(1, ul.retrieve_request(ul.C_FIND_RQ, FIND_MODEL, msg_id), _encode(identifier))
+    found: list[object] = []
+    while True:
+        message = conn.read_message()
+        if message.command_field != ul.C_FIND_RSP:
+            continue
+        code = message.number(ul.STATUS)
+        if code in _PENDING:
+            if message.data:
+                found.append(read_dataset(BytesIO(b"".join(message.data)), True, True))
+            continue
+        if code == 0x0000 or 0xB000 <= code <= 0xBFFF:
+            return found
+        raise _failure(where, code, {"ErrorComment": message.text(ul.ERROR_COMMENT)})
+
+
+def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] | None = None, *,
+                   calling: CallingNode | None = None, timeout: float = 30) -> tuple[list[Expected], list[str]]:
+    """The instances of a study (or some of its series) to retrieve, by C-FIND.
+
+    The series are asked first (unless given), then each one's instances (SOP Instance UIDs)
+    at IMAGE level, as strict archives require. The SOP classes (for C-GET's presentation
+    contexts) come from the study's SOPClassesInStudy when the archive returns it, otherwise
+    from SOPClassUID at IMAGE level: Orthanc reads every file to answer the latter (1.2 ms
+    per instance, more than sending it), and answers the former from its index.
+
+    Returns
+    -------
+    (list of Expected, list of str)
+        The instances (``sop_class_uid`` empty when it was not asked), and the study's SOP
+        classes (empty when the archive did not say).
+
+    Raises
+    ------
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+        As :func:`retrieve_dimse`.
+    """
+    calling = calling or CallingNode()
+    where = _where(node)
+    find_context = ul.PresentationContext(1, FIND_MODEL, [IMPLICIT_LE])
+    conn = _open(node, calling, [find_context], {}, timeout)
+    try:
+        if not find_context.accepted:
+            raise QueryFailed(f"{where} does not offer Study Root C-FIND", status=0x0122)
+        classes: list[str] = []
+        try:
+            studies = _find(conn, where, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid,
+                                          "SOPClassesInStudy": None}, 1)
+            for ds in studies:
+                value = getattr(ds, "SOPClassesInStudy", None) or []
+                classes = [str(v) for v in ([value] if isinstance(value, str) else value) if v]
+        except QueryFailed:  # an archive that refuses the key: ask SOPClassUID per instance
+            classes = []
+        if series_uids is None:
+            rows = _find(conn, where, {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": study_uid,
+                                       "SeriesInstanceUID": None}, 2)
+            series_uids = [str(getattr(ds, "SeriesInstanceUID", "")) for ds in rows
+                           if getattr(ds, "SeriesInstanceUID", "")]
+        expected: dict[str, Expected] = {}
+        image_keys: dict[str, object] = {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study_uid,
+                                         "SeriesInstanceUID": None, "SOPInstanceUID": None}
+        if not classes:
+            image_keys["SOPClassUID"] = None
+        for number, series_uid in enumerate(dict.fromkeys(series_uids), 3):
+            keys = {**image_keys, "SeriesInstanceUID": series_uid}
+            for ds in _find(conn, where, keys, number % 65536):
+                sop = str(getattr(ds, "SOPInstanceUID", "") or "")
+                if sop:
+                    expected[sop] = Expected(study_uid, series_uid, sop, str(getattr(ds, "SOPClassUID", "") or ""))
+    except (ul.PeerAborted, ul.PeerClosed, ul.Release) as exc:
+        conn.close()
+        raise AssociationAborted(f"{where} aborted the association during the C-FIND, or closed the "
+                                 "connection: try again, and see the archive's log") from exc
+    except ul.PeerSilent as exc:
+        _abort(conn)
+        raise QueryFailed(f"{where}: no answer to the C-FIND within {timeout:g} s: the archive may be busy: "
+                          "raise the timeout", status=None) from exc
+    except BaseException:
+        _abort(conn)
+        raise
+    _release(conn)
+    return list(expected.values()), classes
+
+
+@dataclass
+class _Unit:
+    """One retrieve request: a series, whole or some of its instances."""
+
+    study_uid: str
+    series_uid: str
+    instances: list[Expected]
+    whole: bool
+    sop_classes: tuple[str, ...] = ()
+
+    def identifier(self) -> bytes:
+        """The request's identifier, encoded in implicit VR little endian."""
+        keys: dict[str, object] = {"QueryRetrieveLevel": "SERIES" if self.whole else "IMAGE",
+                                   "StudyInstanceUID": self.study_uid, "SeriesInstanceUID": self.series_uid}
+        if not self.whole:
+            uids = [e.sop_instance_uid for e in self.instances]
+            keys["SOPInstanceUID"] = uids if len(uids) > 1 else uids[0]
+        return _encode(keys)
+
+
+def _units(landing: Landing, study_classes: Sequence[str]) -> list[_Unit]:
+    """The requests that fetch what is pending: per series; split when it has >127 SOP classes."""
+    units = []
+    for series_uid, pending in landing.pending_by_series().items():
+        classes = list(dict.fromkeys(e.sop_class_uid for e in pending if e.sop_class_uid))
+        whole = landing.series_complete_in_listing(series_uid) and len(classes) < MAX_CONTEXTS
+        if whole or not classes:
+            units.append(_Unit(pending[0].study_uid, series_uid, pending, whole,
+                               tuple(classes or study_classes or common_storage_classes())))
+            continue
+        for start in range(0, len(classes), MAX_CONTEXTS - 1):
+            chunk = set(classes[start:start + MAX_CONTEXTS - 1])
+            units.append(_Unit(pending[0].study_uid, series_uid,
+                               [e for e in pending if e.sop_class_uid in chunk], False, tuple(chunk)))
+    return units
+
+
+def storage_contexts(sop_classes: Sequence[str], tcs: TransferSyntaxes,
+                     first: Sequence[ul.PresentationContext] = ()) -> list[ul.PresentationContext]:
+    """Presentation contexts for C-STORE sub-operations (after ``first``), within 128."""
+    room = MAX_CONTEXTS - len(first)
+    classes = [c for c in dict.fromkeys(sop_classes) if c]
+    if len(classes) > room:
+        raise ConfigError(f"{len(classes)} SOP classes do not fit in one association ({room} at most)")
+    pairs = [(c, [ts]) for c in classes for ts in tcs.for_class(c)]
+    if len(pairs) > room:
+        pairs = [(c, list(tcs.for_class(c))) for c in classes]
+    ids = ul.odd_ids(len(first) + len(pairs))
+    return [*first, *(ul.PresentationContext(cid, c, ts) for cid, (c, ts) in zip(ids[len(first):], pairs, strict=True))]
+
+
+# --- C-GET -------------------------------------------------------------------------------------
+
+def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _Unit, verb: str,
+             landing: Landing | None, contexts: dict[int, ul.PresentationContext]) -> None:
+    """Send one C-GET/C-MOVE request and read its responses (and C-STOREs) to the final one."""
+    where = _where(node)
+    model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
+    request_context = next(c for c in contexts.values() if c.abstract_syntax == model)
+    if not request_context.accepted:
+        raise QueryFailed(f"{where} does not offer Study Root {verb} (its presentation context was refused)"
+                          + (": try C-MOVE" if verb == "C-GET" else ": try C-GET"), status=0x0122)
+    field = ul.C_GET_RQ if verb == "C-GET" else ul.C_MOVE_RQ
+    conn.send_message(request_context.id, ul.retrieve_request(field, model, 1, calling.aet if verb == "C-MOVE" else ""),
+                      unit.identifier())
+    sender = f"{node.aet}@{node.host}"
+    while True:
+        message = conn.read_message()
+        kind = message.command_field
+        if kind == ul.C_STORE_RQ and landing is not None:
+            sop = message.text(ul.AFFECTED_SOP_INSTANCE)
+            context = contexts.get(message.context_id)
+            if context is None or not context.accepted:
+                status = 0x0122
+            elif not landing.wanted(sop):
+                status = landing.land(sop, b"", sender=sender)
+            else:
+                header = part10_header(message.text(ul.AFFECTED_SOP_CLASS), sop, context.transfer_syntax,
+                                       node.aet)
+                status = landing.land(sop, message.data, header=header, sender=sender)
+            conn.send_message(message.context_id, ul.store_response(message, status))
+        elif kind in (ul.C_GET_RSP, ul.C_MOVE_RSP):
+            code = message.number(ul.STATUS)
+            if code in _PENDING:
+                continue
+            if code == 0x0000 or 0xB000 <= code <= 0xBFFF or code == 0xFE00:
+                failed = message.number(ul.FAILED, 0)
+                if failed > 0:
+                    LOGGER.info("%s %s of series %s: %d sub-operations failed", where, verb, unit.series_uid,
+                                failed)
+                return
+            comment = message.text(ul.ERROR_COMMENT)
+            raise QueryFailed(f"{where} answered the {verb} with status 0x{code:04X} "
+                              f"({_status_words(code, verb, calling)})" + (f" [{comment}]" if comment else ""),
+                              status=code)
+        elif kind == ul.C_ECHO_RQ:
+            conn.send_message(message.context_id, ul.echo_response(message))
+
+
+def _run(node: DicomNode, calling: CallingNode, unit: _Unit, verb: str, landing: Landing,
+         tcs: TransferSyntaxes, timeout: float) -> None:
+    """One series (or part of one) on its own association."""
+    where = _where(node)
+    model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
+    first = [ul.PresentationContext(1, model, [IMPLICIT_LE])]
+    roles: dict[str, tuple[int, int]] = {}
+    if verb == "C-GET":
+        contexts = storage_contexts(unit.sop_classes, tcs, first)
+        roles = {c.abstract_syntax: (0, 1) for c in contexts[1:]}
+    else:
+        contexts = first
+    conn = _open(node, calling, contexts, roles, timeout)
+    before = len(landing.records)
+    try:
+        _request(conn, node, calling, unit, verb, landing if verb == "C-GET" else None,
+                 {c.id: c for c in contexts})
+    except ul.Release:
+        conn.send(ul.RELEASE_RP_PDU)
+        conn.close()
+        raise AssociationAborted(f"{where} released the association in the middle of the {verb}") from None
+    except ul.PeerAborted as exc:
+        conn.close()
+        raise AssociationAborted(_cut_short(where, verb, "aborted the association", landing, before)) from exc
+    except ul.PeerClosed as exc:
+        conn.close()
+        raise AssociationAborted(_cut_short(where, verb, f"closed the connection ({exc})", landing,
+                                            before)) from exc
+    except ul.PeerSilent as exc:
+        _abort(conn)
+        raise QueryFailed(f"{where}: no answer to the {verb} within {timeout:g} s: the archive may be busy: "
+                          "retrieve again (what arrived is kept) or raise the timeout", status=None) from exc
+    except BaseException:
+        _abort(conn)
+        raise
+    _release(conn)
+
+
+def _cut_short(where: str, verb: str, what: str, landing: Landing, before: int) -> str:
+    arrived = len(landing.records) - before
+    return (f"{where} {what} during the {verb}: {arrived} instance{'' if arrived == 1 else 's'} of this request "
+            f"arrived and are kept; retrieve again to fetch the rest")
+
+
+# --- our Storage SCP (C-MOVE destination) ------------------------------------------------------
+
+class StorageSCP:
+    """Our Storage SCP for the duration of a C-MOVE retrieve (a context manager).
+
+    It listens on ``calling.host:calling.port``, accepts associations called with
+    ``calling.aet`` (rejecting others: "called AE title not recognised"), and hands every
+    C-STORE to ``landing``, which refuses what it is not waiting for.
+
+    Raises
+    ------
+    ConfigError
+        The port cannot be listened on (in use, or not allowed).
+    """
+
+    def __init__(self, calling: CallingNode, landing: Landing, tcs: TransferSyntaxes, timeout: float) -> None:
+        self.calling, self.landing, self.tcs, self.timeout = calling, landing, tcs, timeout
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._connections: set[ul.Connection] = set()
+        self._lock = threading.Lock()
+        listener = socket.socket(socket.AF_INET6 if ":" in calling.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((calling.host, calling.port))
+            listener.listen(16)
+        except OSError as exc:
+            listener.close()
+            raise ConfigError(
+                f"our Storage SCP (the C-MOVE destination {calling.aet}) cannot listen on "
+                f"{calling.host}:{calling.port}: {exc.strerror or exc}: free that port or give the calling "
+                "node another one (the archive must know it), or use C-GET") from exc
+        listener.settimeout(0.1)
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        self._accepting = threading.Thread(target=self._accept, name="dicomnb-storage-scp", daemon=True)
+        self._accepting.start()
+
+    def __enter__(self) -> StorageSCP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def wait_idle(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) until no association with us is open."""
+        deadline = time.monotonic() + seconds
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accepting.join(5)
+        self._listener.close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            _abort(conn)
+        for thread in list(self._threads):
+            thread.join(5)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(sock,), name="dicomnb-storage-assoc", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = ul.Connection(sock, self.timeout)
+        with self._lock:
+            self._connections.add(conn)
+        try:
+            self._associate_and_store(conn)
+        except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent, ul.Release) as exc:
+            LOGGER.debug("storage association ended: %s", exc)
+        except DicomnbError as exc:  # pragma: no cover - a landing error is a status, not an exception
+            LOGGER.warning("storage association failed: %s", exc)
+            _abort(conn)
+        finally:
+            conn.close()
+            with self._lock:
+                self._connections.discard(conn)
+
+    def _associate_and_store(self, conn: ul.Connection) -> None:
+        kind, body = conn.read_pdu()
+        if kind != ul.ASSOCIATE_RQ:
+            _abort(conn)
+            return
+        request = ul.Association.decode(body)
+        if request.called != self.calling.aet:
+            conn.send(ul.rejection_pdu(1, 1, 7))  # called AE title not recognised
+            return
+        for context in request.contexts:
+            if context.abstract_syntax == VERIFICATION:
+                ours: Sequence[str] = (IMPLICIT_LE,)
+            else:
+                ours = self.tcs.for_class(context.abstract_syntax)
+            chosen = next((ts for ts in context.transfer_syntaxes if ts in ours), "")
+            context.result, context.transfer_syntax = (0, chosen) if chosen else (4, "")
+        conn.peer_max_pdu = request.max_pdu
+        answer = ul.Association(called=request.called, calling=request.calling, contexts=request.contexts)
+        conn.send(answer.encode(ul.ASSOCIATE_AC, MAX_PDU))
+        contexts = {c.id: c for c in request.contexts}
+        sender = request.calling or "an unnamed AE"
+        while True:
+            try:
+                message = conn.read_message()
+            except ul.Release:
+                conn.send(ul.RELEASE_RP_PDU)
+                return
+            if message.command_field == ul.C_STORE_RQ:
+                sop = message.text(ul.AFFECTED_SOP_INSTANCE)
+                accepted = contexts.get(message.context_id)
+                if accepted is None or not accepted.accepted:
+                    status = 0x0122
+                elif not self.landing.wanted(sop):
+                    status = self.landing.land(sop, b"", sender=sender)
+                else:
+                    header = part10_header(message.text(ul.AFFECTED_SOP_CLASS), sop, accepted.transfer_syntax,
+                                           request.calling)
+                    status = self.landing.land(sop, message.data, header=header, sender=sender)
+                conn.send_message(message.context_id, ul.store_response(message, status))
+            elif message.command_field == ul.C_ECHO_RQ:
+                conn.send_message(message.context_id, ul.echo_response(message))
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
+                   sop_classes: Sequence[str] = (), calling: CallingNode | None = None, timeout: float = 30,
+                   parallel: int = PARALLEL, tcs: TransferSyntaxes | None = None) -> None:
+    """Fetch what ``landing`` waits for from ``node`` by C-GET or C-MOVE, series by series.
+
+    ``sop_classes`` are the study's (from :func:`list_instances`), used for the C-GET
+    presentation contexts of series whose instances' SOP classes were not listed.
+
+    Series run ``parallel`` at a time, each on its own association. When one fails, the
+    others still finish (what arrived is kept), then the first error is raised.
+
+    Raises
+    ------
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+        See the module's docstring.
+    ConfigError
+        C-MOVE: our Storage SCP cannot listen on the calling node's port.
+    """
+    calling = calling or CallingNode()
+    tcs = tcs or TransferSyntaxes.load()
+    verb = {"c-get": "C-GET", "c-move": "C-MOVE"}[method]
+    units = _units(landing, sop_classes)
+    if not units:
+        return
+    scp = StorageSCP(calling, landing, tcs, timeout) if verb == "C-MOVE" else None
+    try:
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max(1, min(parallel, len(units))), thread_name_prefix="dicomnb-retrieve") as pool:
+            futures = [pool.submit(_run, node, calling, unit, verb, landing, tcs, timeout) for unit in units]
+            for future in futures:
+                error = future.exception()
+                if error is not None:
+                    errors.append(error)
+        if scp is not None and landing.missing:
+            scp.wait_idle(min(timeout, 5))  # an archive may answer before its last C-STORE ends
+        if errors:
+            raise errors[0]
+    finally:
+        if scp is not None:
+            scp.close()

@@ -1,0 +1,520 @@
+"""Retrieve (C-GET, C-MOVE, WADO-URI) from real servers and scripted peers, and its typed errors."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from conftest import require_module
+from netcommon import CT_INSTANCE, CT_SERIES, CT_STUDY, PEERS, collect_garbage, node_of  # noqa: F401 - collect_garbage: autouse fixture
+from pydicom.uid import generate_uid
+
+import dicomnb
+from dicomnb import cli
+from dicomnb.core.errors import (
+    AssociationAborted,
+    ConfigError,
+    ConnectionFailed,
+    QueryFailed,
+    RetrieveIncomplete,
+)
+from dicomnb.core.nodes import CallingNode, DicomNode, NodeStore
+from dicomnb.core.retrieval import Expected, Landing, RetrieveResult
+from dicomnb.core.store import instance_path
+from dicomnb.core.tcs import EXPLICIT_LE, IMAGE_SYNTAXES, IMPLICIT_LE, PLAIN_SYNTAXES, TransferSyntaxes
+
+GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"
+FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def mover(peer: Any) -> CallingNode:
+    """The calling node the peer knows as its C-MOVE destination."""
+    return CallingNode(aet=peer.move_aet, port=peer.move_port)
+
+
+def sources() -> dict[str, Path]:
+    """SOP Instance UID → the pydicom file the peers were loaded with."""
+    import peers
+
+    return {peers.sop_instance_uid(path): path for path in peers.dataset_files()}
+
+
+def study_of(name: str) -> tuple[str, str, str]:
+    import peers
+
+    path = peers.PYDICOM_DATA / "test_files" / name
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def assert_same_as_sources(result: RetrieveResult, originals: dict[str, Path]) -> None:
+    """Every instance is in the catalog, its file in the store, its data set equal to the original."""
+    assert not result.missing
+    for record in result.instances:
+        assert dicomnb.catalog.get(record.SOPInstanceUID) == record
+        stored = Path(record.path)
+        assert stored == instance_path(str(record.StudyInstanceUID), str(record.SeriesInstanceUID),
+                                       record.SOPInstanceUID)
+        assert record.SOPInstanceUID not in str(stored)  # names are hashes, never UIDs
+        ours = pydicom.dcmread(stored)
+        original = pydicom.dcmread(originals[record.SOPInstanceUID])
+        if "DataSetTrailingPadding" in original and "DataSetTrailingPadding" not in ours:
+            del original.DataSetTrailingPadding  # Orthanc drops it when it stores the file
+        if ours.file_meta.TransferSyntaxUID != original.file_meta.TransferSyntaxUID:
+            # qrscp sends some instances in implicit VR: private elements then read back as UN
+            ours.remove_private_tags()
+            original.remove_private_tags()
+        assert ours == original, record.SOPInstanceUID
+        assert ours.file_meta.MediaStorageSOPInstanceUID == record.SOPInstanceUID
+        assert ours.file_meta.TransferSyntaxUID == record.TransferSyntaxUID
+
+
+# --- No network: transfer syntaxes, store layout ------------------------------------------------
+
+def test_transfer_syntaxes_defaults_and_config_files(tmp_path: Path) -> None:
+    defaults = TransferSyntaxes.load(tmp_path)
+    assert defaults.for_class(CT_IMAGE) == IMAGE_SYNTAXES
+    assert defaults.for_class("1.2.840.10008.5.1.4.1.1.481.5") == PLAIN_SYNTAXES  # RT Plan
+    (tmp_path / "store-tcs.properties").write_text(
+        "# like Weasis's store-tcs.properties\nCTImageStorage = ImplicitVRLittleEndian\n"
+        "* = ExplicitVRLittleEndian, 1.2.840.10008.1.2\n")
+    changed = TransferSyntaxes.load(tmp_path)
+    assert changed.for_class(CT_IMAGE) == (IMPLICIT_LE,)
+    assert changed.for_class("1.2.840.10008.5.1.4.1.1.4") == (EXPLICIT_LE, IMPLICIT_LE)
+    (tmp_path / "store-tcs.json").write_text(json.dumps({CT_IMAGE: ["JPEGBaseline8Bit"]}))
+    assert TransferSyntaxes.load(tmp_path).for_class(CT_IMAGE) == ("1.2.840.10008.1.2.4.50",)
+    (tmp_path / "store-tcs.json").write_text(json.dumps({"CTImageStorage": ["NoSuchSyntax"]}))
+    with pytest.raises(ConfigError, match="NoSuchSyntax.*neither a transfer syntax UID"):
+        TransferSyntaxes.load(tmp_path)
+    (tmp_path / "store-tcs.json").write_text(json.dumps({"CTImageStorage": []}))
+    with pytest.raises(ConfigError, match="at least one transfer syntax"):
+        TransferSyntaxes.load(tmp_path)
+
+
+def test_store_layout_is_made_of_hashes(isolated_cache: Path) -> None:
+    hostile = "../../etc/passwd"
+    path = instance_path("1.2.3", hostile, "1.2.3.4.5")
+    assert path.is_relative_to(isolated_cache / "store") and ".." not in path.parts
+    assert "1.2.3.4.5" not in str(path) and path.suffix == ".dcm" and len(path.parts) - len(
+        (isolated_cache / "store").parts) == 3
+    assert path == instance_path("1.2.3", hostile, "1.2.3.4.5")  # stable: the same instance, the same file
+    assert instance_path("1.2.3", "1.2", "1.2.3.4.5", root=Path("/x")).parts[1] == "x"
+
+
+def test_landing_refuses_what_was_not_asked_for(test_files: Path) -> None:
+    data = (test_files / "CT_small.dcm").read_bytes()
+    landing = Landing([Expected(CT_STUDY, CT_SERIES, CT_INSTANCE, CT_IMAGE)], dicomnb.catalog.add_items,
+                      source="dimse", origin="here")
+    assert landing.land("1.2.3.4", data, sender="X") == 0x0124
+    assert landing.land(CT_INSTANCE, b"not DICOM at all" * 10, sender="X") == 0xC000
+    assert landing.missing == (CT_INSTANCE,)
+    assert landing.land(CT_INSTANCE, data, sender="X") == 0x0000
+    assert landing.missing == () and CT_INSTANCE in dicomnb.catalog
+    result = landing.result("here", CT_STUDY, "c-get")
+    assert result.retrieved == 1 and len(result.errors) == 2 and "not asked for" in result.errors[0]
+
+
+# --- Real servers ----------------------------------------------------------------------------------
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", PEERS)
+def test_c_get_studies_and_a_series(request: pytest.FixtureRequest, server: str) -> None:
+    peer = request.getfixturevalue(server)
+    node = node_of(peer)
+    originals = sources()
+    result = dicomnb.retrieve(node, CT_STUDY)
+    assert [r.SOPInstanceUID for r in result.instances] == [CT_INSTANCE] and result.retrieved == 1
+    assert result.instances[0].source == "dimse" and result.instances[0].origin == server
+    assert_same_as_sources(result, originals)
+    # other SOP classes and transfer syntaxes: RT plan (implicit VR), SR, ECG waveform
+    for name in ("rtplan.dcm", "test-SR.dcm", "waveform_ecg.dcm"):
+        study, _, sop = study_of(name)
+        got = dicomnb.retrieve(node, study)
+        assert [r.SOPInstanceUID for r in got.instances] == [sop]
+        assert_same_as_sources(got, originals)
+    study, series, sop = study_of("MR_small.dcm")
+    one = dicomnb.retrieve(node, study, [series])
+    assert [r.SOPInstanceUID for r in one.instances] == [sop] and one.retrieved == 1
+    assert_same_as_sources(one, originals)
+    assert len(dicomnb.catalog) == 5
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", PEERS)
+def test_c_move(request: pytest.FixtureRequest, server: str) -> None:
+    peer = request.getfixturevalue(server)
+    study, series, sop = study_of("MR_small.dcm")
+    result = dicomnb.retrieve(node_of(peer), study, method="c-move", calling=mover(peer))
+    assert [r.SOPInstanceUID for r in result.instances] == [sop] and result.retrieved == 1
+    assert_same_as_sources(result, sources())
+    ct = dicomnb.retrieve(node_of(peer), CT_STUDY, [CT_SERIES], method="c-move", calling=mover(peer))
+    assert [r.SOPInstanceUID for r in ct.instances] == [CT_INSTANCE]
+
+
+@pytest.mark.integration
+def test_wado_uri(orthanc: Any) -> None:
+    result = dicomnb.retrieve(node_of(orthanc), CT_STUDY, method="wado-uri")
+    assert [r.SOPInstanceUID for r in result.instances] == [CT_INSTANCE]
+    assert result.instances[0].source == "wado-uri"
+    assert_same_as_sources(result, sources())
+    with pytest.raises(ConfigError, match="no WADO-URI URL"):
+        dicomnb.retrieve(node_of(orthanc, wado_url=None), CT_STUDY, method="wado-uri")
+    # a wrong URL: Orthanc answers 404, as for an instance it does not hold
+    study, _, sop = study_of("MR_small.dcm")
+    with pytest.raises(RetrieveIncomplete, match="not found \\(HTTP 404\\)") as info:
+        dicomnb.retrieve(node_of(orthanc, wado_url=f"http://127.0.0.1:{orthanc.http_port}/nowhere"),
+                         study, method="wado-uri")
+    assert info.value.missing == (sop,)
+    # a URL that answers something else than DICOM: reported, nothing lands
+    with pytest.raises(RetrieveIncomplete, match="is not usable: it is not DICOM"):
+        dicomnb.retrieve(node_of(orthanc, wado_url=f"http://127.0.0.1:{orthanc.http_port}/instances"),
+                         study, method="wado-uri")
+    assert sop not in dicomnb.catalog
+
+
+@pytest.mark.integration
+def test_again_fetches_nothing_and_dest(orthanc: Any, tmp_path: Path) -> None:
+    node = node_of(orthanc)
+    first = dicomnb.retrieve(node, CT_STUDY)
+    dicomnb.catalog.clear()  # a new session: the store still holds the instance
+    again = dicomnb.retrieve(node, CT_STUDY, dest=tmp_path / "out")
+    assert first.retrieved == 1 and again.retrieved == 0 and not again.missing
+    assert [r.SOPInstanceUID for r in again.instances] == [CT_INSTANCE] and CT_INSTANCE in dicomnb.catalog
+    assert "already in the store" in again.message
+    copies = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(copies) == 1 and pydicom.dcmread(copies[0]).SOPInstanceUID == CT_INSTANCE
+    # a damaged store file is fetched again
+    Path(first.instances[0].path).write_bytes(b"\0" * 10)
+    assert dicomnb.retrieve(node, CT_STUDY).retrieved == 1
+    assert pydicom.dcmread(first.instances[0].path).SOPInstanceUID == CT_INSTANCE
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["orthanc", "dcmqrscp"])
+def test_unknown_move_destination(request: pytest.FixtureRequest, server: str) -> None:
+    peer = request.getfixturevalue(server)
+    import peers
+
+    stranger = CallingNode(aet="STRANGER", port=peers.free_port())
+    with pytest.raises(QueryFailed, match="STRANGER") as info:
+        dicomnb.retrieve(node_of(peer), CT_STUDY, method="c-move", calling=stranger, timeout=10)
+    assert info.value.status in (0xA801, 0xC000)
+    assert "use C-GET" in str(info.value)
+
+
+@pytest.mark.integration
+def test_a_busy_move_port_is_a_config_error(orthanc: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        calling = CallingNode(port=busy.getsockname()[1])
+        with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
+            dicomnb.retrieve(node_of(orthanc), CT_STUDY, method="c-move", calling=calling)
+
+
+# --- A study of several series, on servers of our own ----------------------------------------------
+
+@pytest.fixture(scope="module", params=PEERS)
+def several(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server of its own holding one study: 2 series of 3 CT_small copies with fresh UIDs."""
+    require_module("pynetdicom")
+    import peers
+
+    folder = tmp_path_factory.mktemp("several")
+    source = pydicom.dcmread(peers.PYDICOM_DATA / "test_files" / "CT_small.dcm")
+    study = generate_uid()
+    files = []
+    for number in range(2):
+        series = generate_uid()
+        for index in range(3):
+            ds = copy.deepcopy(source)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
+            files.append(folder / f"{number}-{index}.dcm")
+            ds.save_as(files[-1], enforce_file_format=True)
+    start = {"orthanc": peers.run_orthanc, "dcmqrscp": peers.run_dcmqrscp, "qrscp": peers.run_qrscp}
+    if request.param == "orthanc":
+        from conftest import require_tool
+
+        require_tool("Orthanc")
+    with start[request.param](folder / "server", load=False) as peer:
+        assert peers.c_store_files(peer.aet, peer.port, files) == {}
+        yield peer, study, {peers.sop_instance_uid(f): f for f in files}
+
+
+@pytest.mark.integration
+def test_several_series_get_move_and_resume(several: Any) -> None:
+    peer, study, originals = several
+    node = node_of(peer)
+    done: list[tuple[int, int]] = []
+    result = dicomnb.retrieve(node, study, progress=lambda n, total: done.append((n, total)))
+    assert {r.SOPInstanceUID for r in result.instances} == set(originals) and result.retrieved == 6
+    assert len({r.SeriesInstanceUID for r in result.instances}) == 2
+    assert sorted(done)[-1] == (6, 6) and len(done) == 6
+    assert_same_as_sources(result, originals)
+    # an interrupted retrieve: one instance of one series lost; only it is fetched again
+    lost = result.instances[4]
+    os.unlink(lost.path)
+    dicomnb.catalog.clear()
+    again = dicomnb.retrieve(node, study, method="c-move", calling=mover(peer))
+    assert again.retrieved == 1 and len(again.instances) == 6 and Path(lost.path).is_file()
+    assert_same_as_sources(again, originals)
+    # the whole study again by C-MOVE into an empty store
+    for record in again.instances:
+        os.unlink(record.path)
+    moved = dicomnb.retrieve(node, study, method="c-move", calling=mover(peer))
+    assert moved.retrieved == 6 and not moved.missing
+
+
+# --- Our Storage SCP refuses what it did not ask for ----------------------------------------------
+
+def test_storage_scp_refuses_unsolicited_instances(test_files: Path) -> None:
+    require_module("pynetdicom")
+    import peers
+    from pynetdicom import AE
+
+    from dicomnb.core.tcs import TransferSyntaxes
+    from dicomnb.sources.retrieve import StorageSCP
+
+    landing = Landing([Expected(CT_STUDY, CT_SERIES, CT_INSTANCE, CT_IMAGE)], dicomnb.catalog.add_items,
+                      source="dimse", origin="test")
+    calling = CallingNode(port=peers.free_port())
+    with StorageSCP(calling, landing, TransferSyntaxes(), timeout=5):
+        ae = AE(ae_title="INTRUDER")
+        ae.add_requested_context(CT_IMAGE, [EXPLICIT_LE])
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", [EXPLICIT_LE])
+        assoc = ae.associate("127.0.0.1", calling.port, ae_title="DICOMNB")
+        assert assoc.is_established
+        assert assoc.send_c_store(test_files / "MR_small.dcm").Status == 0x0124
+        assert assoc.send_c_store(test_files / "CT_small.dcm").Status == 0x0000
+        assoc.release()
+        wrong = ae.associate("127.0.0.1", calling.port, ae_title="SOMEONE")
+        assert wrong.is_rejected
+    assert landing.missing == () and CT_INSTANCE in dicomnb.catalog
+    (error,) = landing.errors
+    assert "INTRUDER" in error and "not asked for: refused" in error
+
+
+# --- Scripted peers: incomplete, aborted, silent ---------------------------------------------------
+
+class ScriptedArchive:
+    """A pynetdicom Q/R SCP whose C-FIND lists 3 CT instances and whose C-GET sends only 2."""
+
+    def __init__(self, test_files: Path) -> None:
+        from pynetdicom import AE, evt
+        from pynetdicom.sop_class import CTImageStorage
+
+        source = pydicom.dcmread(test_files / "CT_small.dcm")
+        self.study, self.series = generate_uid(), generate_uid()
+        self.datasets = []
+        for _ in range(3):
+            ds = copy.deepcopy(source)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = self.study, self.series, generate_uid()
+            self.datasets.append(ds)
+        self.ae = AE(ae_title="SCRIPTED")
+        self.ae.add_supported_context(FIND_MODEL)
+        self.ae.add_supported_context(GET_MODEL)
+        self.ae.add_supported_context(CTImageStorage, [EXPLICIT_LE, IMPLICIT_LE], scu_role=True, scp_role=True)
+        self.server = self.ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_FIND, self.on_find), (evt.EVT_C_GET, self.on_get)])
+        self.node = DicomNode("scripted", "SCRIPTED", "127.0.0.1", int(self.server.server_address[1]))
+
+    def on_find(self, event: Any) -> Iterator[Any]:
+        level = event.identifier.QueryRetrieveLevel
+        rows = self.datasets if level == "IMAGE" else self.datasets[:1]
+        for ds in rows:
+            answer = pydicom.Dataset()
+            answer.QueryRetrieveLevel = level
+            answer.StudyInstanceUID = ds.StudyInstanceUID
+            if level != "STUDY":
+                answer.SeriesInstanceUID = ds.SeriesInstanceUID
+            if level == "IMAGE":
+                answer.SOPInstanceUID, answer.SOPClassUID = ds.SOPInstanceUID, ds.SOPClassUID
+            yield 0xFF00, answer
+
+    def on_get(self, event: Any) -> Iterator[Any]:
+        yield 2
+        for ds in self.datasets[:2]:
+            yield 0xFF00, ds
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def scripted_archive(test_files: Path) -> Iterator[ScriptedArchive]:
+    require_module("pynetdicom")
+    archive = ScriptedArchive(test_files)
+    yield archive
+    archive.close()
+
+
+def test_incomplete_retrieve_names_the_missing(scripted_archive: ScriptedArchive,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    archive = scripted_archive
+    lost = str(archive.datasets[2].SOPInstanceUID)
+    with pytest.raises(RetrieveIncomplete, match="1 of 3 instances") as info:
+        dicomnb.retrieve(archive.node, archive.study)
+    assert info.value.missing == (lost,)
+    assert len(dicomnb.catalog) == 2 and lost not in dicomnb.catalog
+    result = dicomnb.retrieve(archive.node, archive.study, raise_incomplete=False)
+    assert result.missing == (lost,) and result.retrieved == 0 and len(result.instances) == 2
+    # the command line: JSON with the missing UIDs, exit status 5
+    dicomnb.add_node("scripted", archive.node.aet, archive.node.host, archive.node.port)
+    assert cli.main(["retrieve", "scripted", "--study", archive.study, "--json"]) == cli.EXIT_INCOMPLETE
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)
+    assert answer["missing"] == [lost] and answer["retrieved"] == 0 and len(answer["instances"]) == 2
+    assert "retrieve again" in captured.err
+
+
+class RawArchive:
+    """A raw-socket peer: accepts any association, then plays ``script(connection)``."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.release = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        from dicomnb.sources import upperlayer as ul
+
+        while not self.release.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn = ul.Connection(sock, 10)
+            with contextlib.suppress(ul.PeerClosed, ul.PeerAborted, ul.PeerSilent):
+                kind, body = conn.read_pdu()
+                request = ul.Association.decode(body)
+                for context in request.contexts:
+                    context.result, context.transfer_syntax = 0, context.transfer_syntaxes[0]
+                conn.send(ul.Association(called=request.called, calling=request.calling,
+                                         contexts=request.contexts).encode(ul.ASSOCIATE_AC, 0))
+                self.script(conn, request, self.release)
+            conn.close()
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def ct_landing() -> Landing:
+    return Landing([Expected(CT_STUDY, CT_SERIES, CT_INSTANCE, CT_IMAGE),
+                    Expected(CT_STUDY, CT_SERIES, "1.2.3.4.5.6", CT_IMAGE)],
+                   dicomnb.catalog.add_items, source="dimse", origin="raw")
+
+
+def test_abort_mid_transfer_keeps_what_arrived(test_files: Path) -> None:
+    from dicomnb.sources import upperlayer as ul
+    from dicomnb.sources.retrieve import retrieve_dimse
+
+    ds = pydicom.dcmread(test_files / "CT_small.dcm")
+    data = (test_files / "CT_small.dcm").read_bytes()[ds.file_meta.get("FileMetaInformationGroupLength") + 144:]
+
+    def one_then_abort(conn: Any, request: Any, release: threading.Event) -> None:
+        conn.read_message()  # the C-GET-RQ
+        context = next(c for c in request.contexts if c.abstract_syntax == CT_IMAGE
+                       and c.transfer_syntax == EXPLICIT_LE)
+        command = ul.encode_command({ul.AFFECTED_SOP_CLASS: CT_IMAGE, ul.COMMAND_FIELD: ul.C_STORE_RQ,
+                                     ul.MESSAGE_ID: 1, ul.PRIORITY: 0, ul.DATA_SET_TYPE: 0,
+                                     ul.AFFECTED_SOP_INSTANCE: CT_INSTANCE})
+        conn.send_message(context.id, command, data)
+        conn.read_message()  # the C-STORE-RSP
+        conn.send(ul.ABORT_PDU)
+
+    archive = RawArchive(one_then_abort)
+    try:
+        landing = ct_landing()
+        with pytest.raises(AssociationAborted, match="aborted the association during the C-GET: 1 instance"):
+            retrieve_dimse(DicomNode("raw", "RAW", "127.0.0.1", archive.port), landing, timeout=5,
+                           sop_classes=[CT_IMAGE])
+        assert landing.missing == ("1.2.3.4.5.6",) and CT_INSTANCE in dicomnb.catalog
+        assert pydicom.dcmread(landing.records[CT_INSTANCE].path) == ds
+    finally:
+        archive.close()
+
+
+def test_silence_during_the_retrieve_is_bounded() -> None:
+    from dicomnb.sources.retrieve import retrieve_dimse
+
+    def silent(conn: Any, request: Any, release: threading.Event) -> None:
+        release.wait(30)
+
+    archive = RawArchive(silent)
+    try:
+        with pytest.raises(QueryFailed, match="no answer to the C-MOVE within 1 s") as info:
+            retrieve_dimse(DicomNode("raw", "RAW", "127.0.0.1", archive.port), ct_landing(), method="c-move",
+                           calling=CallingNode(port=__import__("peers").free_port()), timeout=1)
+        assert info.value.status is None
+    finally:
+        archive.close()
+
+
+# --- Command line ---------------------------------------------------------------------------------
+
+@pytest.mark.integration
+def test_cli_retrieve(orthanc: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dicomnb.add_node("pacs", orthanc.aet, orthanc.host, orthanc.port, wado_url=orthanc.wado_url)
+    assert cli.main(["retrieve", "pacs", "--study", CT_STUDY, "--json", "--dest", str(tmp_path / "d")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["retrieved"] == 1 and answer["missing"] == []
+    (instance,) = answer["instances"]
+    assert instance["SOPInstanceUID"] == CT_INSTANCE and instance["SeriesInstanceUID"] == CT_SERIES
+    assert Path(instance["path"]).is_file() and len(list((tmp_path / "d").rglob("*.dcm"))) == 1
+    NodeStore.load().set_calling(mover(orthanc))
+    study, series, _ = study_of("MR_small.dcm")
+    assert cli.main(["retrieve", "pacs", "--study", study, "--series", series, "--method", "c-move"]) == 0
+    assert capsys.readouterr().out.startswith("1 instance retrieved from pacs (c-move)")
+    assert cli.main(["retrieve", "pacs", "--study", study, "--method", "wado-uri"]) == 0
+    assert "already in the store" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [
+    ["retrieve", "nowhere", "--study", "1.2.3"],
+    ["retrieve", "pacs"],
+    ["retrieve", "pacs", "--study", "1.2.3", "--method", "ftp"],
+    ["retrieve", "pacs", "--study", "1.2.3", "--method", "wado-uri"],
+    ["retrieve", "pacs", "--study", "1.2.3", "--dest", "A_FILE"],
+])
+def test_cli_retrieve_bad_arguments_exit_2(args: list[str], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    dicomnb.add_node("pacs", "PACS", "127.0.0.1", 104)
+    (tmp_path / "A_FILE").write_text("")
+    args = [str(tmp_path / a) if a == "A_FILE" else a for a in args]
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own checks
+        code = exc.code  # type: ignore[assignment]
+    assert code == cli.EXIT_USAGE
+    assert capsys.readouterr().err
+
+
+def test_cli_retrieve_network_failure_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
+    import peers
+
+    port = peers.free_port()
+    with pytest.raises(ConnectionFailed, match="connection refused"):
+        dicomnb.retrieve(DicomNode("down", "DOWN", "127.0.0.1", port), "1.2.3", timeout=5)
+    dicomnb.add_node("down", "DOWN", "127.0.0.1", port)
+    assert cli.main(["retrieve", "down", "--study", "1.2.3"]) == cli.EXIT_NETWORK
+    assert "connection refused" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pydicom
 import pytest
@@ -23,14 +24,19 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def missing_peer(message: str) -> NoReturn:
+    """Stop a test whose peer is missing: skip it here, fail it on CI."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     """Return the path of a command-line tool; skip without it, but fail on CI."""
     path = shutil.which(name)
     if path is None:
         message = f"{name} is not installed (the test command installs it: scripts/test.sh)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_peer(message)
     return path
 
 
@@ -97,9 +103,7 @@ def require_module(name: str, extra: str = "network") -> None:
 
     if importlib.util.find_spec(name) is None:
         message = f"{name} is not installed (pip install -e '.[{extra}]'; scripts/test.sh does)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_peer(message)
 
 
 @pytest.fixture(scope="session")
@@ -111,9 +115,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory):
     require_module("pynetdicom")
     if not peers.ORTHANC_PLUGIN.exists():
         message = f"the DICOMweb plugin {peers.ORTHANC_PLUGIN} is missing (apt-get install orthanc-dicomweb)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_peer(message)
     with peers.run_orthanc(tmp_path_factory.mktemp("orthanc")) as peer:
         yield peer
 

@@ -335,3 +335,13 @@ def test_entry_reader_reads_and_seeks_like_the_file(tmp_path: Path, deflate: boo
             EntryReader(fd, 0, b"other.dcm", one["method"], len(one["data"]), len(content))
     finally:
         os.close(fd)
+
+
+def test_only_landing_needs_room_in_the_cache(study_zip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    full = collections.namedtuple("usage", "total used free")(10**9, 10**9, 0)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: full)  # a cache disk with no room left
+    assert dicomnb.import_zip(study_zip).counts()["instances"] == 4  # read in place: nothing written
+    with pytest.raises(ArchiveError, match="free some space"):
+        dicomnb.import_zip(study_zip, copy=True)

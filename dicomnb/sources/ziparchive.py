@@ -220,13 +220,13 @@ class ZipSource:
             self._infos = archive.infolist()
             entries = [(i, info) for i, info in enumerate(self._infos) if not info.is_dir()]
             self._check_layout(archive.start_dir, st.st_size)
-            self._check_sizes([info for _, info in entries], st.st_size)
+            total = self._check_sizes([info for _, info in entries], st.st_size)
             self._check_password(archive, [info for _, info in entries])
         except BaseException:
             forget_archive(self.path)
             raise
         remember_password(self.path, self._password)
-        self._plan(entries)
+        self._plan(entries, total)
 
     def __repr__(self) -> str:
         locked = ", password=***" if self._password is not None else ""
@@ -252,8 +252,8 @@ class ZipSource:
                 raise ArchiveError(f"the entry {info.filename!r} of {self.path} claims data beyond the "
                                    "end of the archive: the archive is damaged or forged")
 
-    def _check_sizes(self, infos: Sequence[Any], archive_size: int) -> None:
-        """Refuse archives that would expand beyond the caps (zip bombs) or the free space."""
+    def _check_sizes(self, infos: Sequence[Any], archive_size: int) -> int:
+        """Refuse archives that would expand beyond the caps (zip bombs); return the total size."""
         limit_ratio, small = settings.zip_max_ratio, settings.zip_ratio_min_bytes
         total = 0
         for info in infos:
@@ -270,6 +270,10 @@ class ZipSource:
         if total > small and total > limit_ratio * max(archive_size, 1):
             raise ArchiveError(f"{self.path} ({archive_size} bytes) would expand to {total} bytes, more "
                                f"than {limit_ratio:g}x its size: a zip bomb; refused (settings.zip_max_ratio)")
+        return total
+
+    def _check_free_space(self, total: int) -> None:
+        """Refuse to land entries that the cache has no room for."""
         free = shutil.disk_usage(cache_folder()).free
         if total > free:
             raise ArchiveError(f"{self.path} needs {total} bytes in the cache ({settings.cache_dir}) "
@@ -283,20 +287,27 @@ class ZipSource:
             raise PasswordRequired(f"{self.path} is encrypted: give its password "
                                    "(password=..., or --password-file on the command line)")
         probe = min(encrypted, key=lambda info: info.compress_size)
+        import pyzipper
+
+        wrong = f"the password does not open {self.path}: ask for it again"
         try:
             with archive.open(probe, pwd=self._password) as f:
                 while f.read(_COPY_CHUNK):
                     pass
-        except (RuntimeError, zlib.error) as exc:
-            raise WrongPassword(f"the password does not open {self.path}: ask for it again") from exc
-        except Exception as exc:  # noqa: BLE001 - a wrong key shows as a corrupt entry (CRC, HMAC)
-            if "crc" in str(exc).lower() or "hmac" in str(exc).lower() or "error -3" in str(exc):
-                raise WrongPassword(f"the password does not open {self.path}: ask for it again") from exc
+        except (RuntimeError, zlib.error) as exc:  # the key check failed, or it inflated garbage
+            raise WrongPassword(wrong) from exc
+        except pyzipper.BadZipFile as exc:
+            # ZipCrypto's one-byte key check lets about one wrong key in 256 through (AES's two
+            # bytes, one in 65,536): it then shows as a bad CRC or HMAC.
+            if "crc" in str(exc).lower() or "hmac" in str(exc).lower():
+                raise WrongPassword(wrong) from exc
+            raise ArchiveError(f"cannot read the entry {probe.filename!r} of {self.path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - converted to the error tree
             raise ArchiveError(f"cannot read the entry {probe.filename!r} of {self.path}: {exc}") from exc
 
     # -- where each entry lands ------------------------------------------------------------
-    def _plan(self, entries: Sequence[tuple[int, Any]]) -> None:
-        """Check every name; decide whether entries land in the cache and where."""
+    def _plan(self, entries: Sequence[tuple[int, Any]], total: int) -> None:
+        """Check every name; decide whether entries land in the cache (room for ``total`` bytes) and where."""
         named: list[tuple[int, Any]] = []
         self._unsafe: list[ErrorRecord] = []
         for index, info in entries:
@@ -319,6 +330,7 @@ class ZipSource:
                 for index, info in named
             ]
             return
+        self._check_free_space(total)  # read in place, entries need no room in the cache
         self.folder = cache_folder("zip", key_for(self.path, self._stamp))
         taken: set[str] = set()
         self._jobs = [_Job(index, info.filename, str(self.folder / safe_relative_path(info.filename, taken)))

@@ -326,7 +326,7 @@ def _retrieve(args: argparse.Namespace) -> int:
     try:
         result = network.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
     except RetrieveIncomplete as exc:
-        _print_retrieved(args, exc.result)  # type: ignore[attr-defined]
+        _print_retrieved(args, exc.result)
         print(f"dicomnb retrieve: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     _print_retrieved(args, result)

@@ -350,7 +350,6 @@ def retrieve(
             f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
             f"({shown}); {len(result.instances)} are in the catalog: retrieve again to fetch the missing "
             "ones" + (f" ({result.errors[0]})" if result.errors else ""),
-            missing=result.missing)
-        error.result = result  # type: ignore[attr-defined]
+            missing=result.missing, result=result)
         raise error
     return result

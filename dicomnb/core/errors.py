@@ -34,6 +34,8 @@ exception is caught, so the original cause stays visible.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ArchiveError",
     "AssociationAborted",
@@ -171,11 +173,14 @@ class RetrieveIncomplete(SourceError):
     ----------
     missing : tuple of str
         SOP Instance UIDs that were asked for and did not arrive.
+    result : RetrieveResult or None
+        What the retrieve did (the instances that arrived, the errors), when known.
     """
 
-    def __init__(self, message: str, *, missing: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, *, missing: tuple[str, ...] = (), result: Any = None) -> None:
         super().__init__(message)
         self.missing = tuple(missing)
+        self.result = result
 
 
 class DownloadError(DicomnbError):

@@ -24,6 +24,7 @@ from dicomnb.api import (
 )
 from dicomnb.core.criteria import Period, SearchCriteria
 from dicomnb.core.drop import DropPlan, check_drop, import_drop
+from dicomnb.core.nodes import DicomNode, DicomWebNode
 from dicomnb.core.query import QueryResult
 from dicomnb.core.report import ImportReport
 from dicomnb.core.retrieval import RetrieveResult
@@ -32,17 +33,22 @@ from dicomnb.network import (
     add_node,
     echo,
     find_instances,
+    forget_secret,
+    get_node,
     nodes,
     presets,
     query,
     remove_node,
     retrieve,
+    set_secret,
 )
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DicomNode",
+    "DicomWebNode",
     "DropPlan",
     "ImportReport",
     "Period",
@@ -58,7 +64,9 @@ __all__ = [
     "echo",
     "errors",
     "find_instances",
+    "forget_secret",
     "get",
+    "get_node",
     "import_dicomdir",
     "import_drop",
     "import_local",
@@ -70,6 +78,7 @@ __all__ = [
     "remove_node",
     "retrieve",
     "sample_data",
+    "set_secret",
     "settings",
 ]
 

@@ -4,6 +4,9 @@
                 [--no-recursive] [--copy] [--json]
     dicomnb node add NAME --aet AET --host HOST --port PORT [--wado-url URL]
                 [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE] [--replace]
+    dicomnb node add NAME --dicomweb URL [--qido-url URL] [--wado-rs-url URL]
+                [--header 'Name: value' ...] [--auth none|basic|bearer] [--user NAME]
+                [--secret-env VAR] [--replace]
     dicomnb node list [--json]
     dicomnb node remove NAME
     dicomnb echo NAME [--timeout SECONDS]
@@ -11,14 +14,14 @@
                 [--study-description TEXT] [--study-id TEXT] [--referring-physician TEXT]
                 [--modality CT ...] [--period last-week | --date FROM-TO]
                 [--level study|series|image] [--study UID] [--series UID] [--limit N]
-                [--preset NAME] [--timeout SECONDS] [--json]
-    dicomnb retrieve NAME --study UID [--series UID ...] [--method c-get|c-move|wado-uri]
-                [--dest DIR] [--json]
+                [--page N] [--preset NAME] [--timeout SECONDS] [--json]
+    dicomnb retrieve NAME --study UID [--series UID ...]
+                [--method c-get|c-move|wado-uri|wado-rs] [--dest DIR] [--json]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
 reported), 1 when an optional dependency is missing (the message names the extra), 2 for
 unusable arguments (an unknown node, a bad AE title...), 3 when an archive needs a password
-or the password given is wrong, 4 when the network failed (refused, rejected, aborted,
+or the password given is wrong (a ZIP, or a DICOMweb server answering 401/403), 4 when the network failed (refused, rejected, aborted,
 timed out, a failure status), 5 when a retrieve ended with instances missing (they are
 listed: in ``"missing"`` with --json; running the same command again fetches just those).
 """
@@ -34,6 +37,7 @@ from collections.abc import Sequence
 from dicomnb import api, network
 from dicomnb.core.criteria import Period
 from dicomnb.core.errors import (
+    AuthenticationFailed,
     DependencyMissing,
     DicomnbError,
     InputError,
@@ -42,6 +46,7 @@ from dicomnb.core.errors import (
     SourceError,
 )
 from dicomnb.core.model import ErrorRecord
+from dicomnb.core.nodes import DicomNode, DicomWebNode
 from dicomnb.core.query import QueryResult, parse_date_range
 from dicomnb.core.report import ImportReport
 from dicomnb.core.retrieval import RetrieveResult
@@ -89,23 +94,39 @@ def _setup_argparser() -> argparse.ArgumentParser:
                                description="Manage the DICOM nodes kept in the configuration folder "
                                "($DICOMNB_CONFIG_DIR or the user's config dir).")
     node_commands = node.add_subparsers(dest="node_command", required=True, parser_class=_Parser)
-    add = node_commands.add_parser("add", help="add a node", description="Add a DICOM node.")
+    add = node_commands.add_parser(
+        "add", help="add a node",
+        description="Add a DIMSE node (--aet, --host, --port) or a DICOMweb node (--dicomweb URL). "
+        "No password or token is ever saved: a DICOMweb secret is read from the environment "
+        "variable named by --secret-env, or asked for.")
     add.add_argument("name", metavar="NAME", help="the name to call it by")
-    add.add_argument("--aet", required=True, help="its called AE title (16 characters at most)")
-    add.add_argument("--host", required=True, help="its host name or address")
-    add.add_argument("--port", required=True, type=int, help="its DICOM port")
+    add.add_argument("--aet", help="its called AE title (16 characters at most)")
+    add.add_argument("--host", help="its host name or address")
+    add.add_argument("--port", type=int, help="its DICOM port")
     add.add_argument("--wado-url", metavar="URL", help="its WADO-URI base URL (http://host:8042/wado)")
     add.add_argument("--tls-ca", metavar="FILE", help="the server's CA certificates (PEM): turns TLS on")
     add.add_argument("--tls-cert", metavar="FILE", help="our client certificate (PEM)")
     add.add_argument("--tls-key", metavar="FILE", help="the key of our client certificate (PEM)")
+    web = add.add_argument_group("DICOMweb")
+    web.add_argument("--dicomweb", metavar="URL", help="a DICOMweb base URL (http://host:8042/dicom-web)")
+    web.add_argument("--qido-url", metavar="URL", help="its QIDO-RS prefix, when it differs")
+    web.add_argument("--wado-rs-url", metavar="URL", help="its WADO-RS prefix, when it differs")
+    web.add_argument("--header", dest="headers", metavar="'NAME: VALUE'", action="append",
+                     help="an extra HTTP header sent with every request (repeatable)")
+    web.add_argument("--auth", choices=["none", "basic", "bearer"], default="none",
+                     help="how the server authenticates us (default none)")
+    web.add_argument("--user", metavar="NAME", help="the user name of basic authentication")
+    web.add_argument("--secret-env", metavar="VAR",
+                     help="the environment variable holding the password or token (never saved)")
     add.add_argument("--replace", action="store_true", help="replace a node of the same name")
     listing = node_commands.add_parser("list", help="list the nodes", description="List the nodes.")
     listing.add_argument("--json", action="store_true", help='print {"nodes": [...]}')
     remove = node_commands.add_parser("remove", help="remove a node", description="Remove a node.")
     remove.add_argument("name", metavar="NAME")
 
-    echo = commands.add_parser("echo", help="check that a node answers (C-ECHO)",
-                               description="Send a C-ECHO to a saved node and print the time it took.")
+    echo = commands.add_parser("echo", help="check that a node answers (C-ECHO, or a QIDO-RS request)",
+                               description="Send a C-ECHO to a saved DIMSE node, or a one-study QIDO-RS "
+                               "search to a DICOMweb node, and print the time it took.")
     echo.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")
     echo.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                       help="seconds allowed for connecting and for each message (default 10)")
@@ -132,7 +153,9 @@ def _setup_argparser() -> argparse.ArgumentParser:
     query.add_argument("--study", metavar="UID", help="the StudyInstanceUID to look in")
     query.add_argument("--series", metavar="UID", help="the SeriesInstanceUID to look in (--level image)")
     query.add_argument("--limit", type=int, default=0, metavar="N",
-                       help="stop after N matches (default 0: no limit)")
+                       help="stop after N matches (default 0: no limit); also the page size")
+    query.add_argument("--page", type=int, default=1, metavar="N",
+                       help="show page N of --limit matches (default 1)")
     query.add_argument("--preset", metavar="NAME",
                        help="start from a saved preset (it becomes the one chosen last)")
     query.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
@@ -149,9 +172,9 @@ def _setup_argparser() -> argparse.ArgumentParser:
     retrieve.add_argument("--study", required=True, metavar="UID", help="the StudyInstanceUID")
     retrieve.add_argument("--series", metavar="UID", nargs="+", action="extend",
                           help="only these SeriesInstanceUIDs of the study")
-    retrieve.add_argument("--method", choices=["c-get", "c-move", "wado-uri"], default="c-get",
-                          help="c-get (default), c-move (the archive must know our AE title and "
-                          "port) or wado-uri (the node's --wado-url)")
+    retrieve.add_argument("--method", choices=["c-get", "c-move", "wado-uri", "wado-rs"],
+                          help="c-get (default for DIMSE nodes), c-move (the archive must know our AE "
+                          "title and port), wado-uri (the node's --wado-url) or wado-rs (DICOMweb nodes)")
     retrieve.add_argument("--dest", metavar="DIR", help="also copy the files into DIR")
     retrieve.add_argument("--json", action="store_true",
                           help='print {"retrieved": N, "missing": [...], "instances": [...]}')
@@ -245,20 +268,35 @@ def _node(args: argparse.Namespace) -> int:
             if path is not None and not os.path.isfile(path):
                 print(f"dicomnb node add: --{option.replace('_', '-')}: no such file: {path}", file=sys.stderr)
                 return EXIT_USAGE
+        missing = [f"--{o}" for o in ("aet", "host", "port") if getattr(args, o) is None]
+        if args.dicomweb is None and missing:
+            print(f"dicomnb node add: {', '.join(missing)} required (or --dicomweb URL for a DICOMweb node)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        headers = {}
+        for header in args.headers or []:
+            name, colon, value = header.partition(":")
+            if not colon:
+                print(f"dicomnb node add: --header {header!r}: write it as 'Name: value'", file=sys.stderr)
+                return EXIT_USAGE
+            headers[name.strip()] = value.strip()
         node = network.add_node(args.name, args.aet, args.host, args.port, wado_url=args.wado_url,
                                 tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                replace=args.replace)
-        print(f"added {node.name}: {node.aet}@{node.host}:{node.port}" + (" (TLS)" if node.tls else ""))
+                                dicomweb=args.dicomweb, qido_url=args.qido_url, wado_rs_url=args.wado_rs_url,
+                                headers=headers or None, auth=args.auth, user=args.user,
+                                secret_env=args.secret_env, replace=args.replace)
+        print(f"added {node.name}: {node.describe()}")
     elif args.node_command == "list":
         found = network.nodes()
         if args.json:
             json.dump({"nodes": [n.to_json() for n in found]}, sys.stdout, ensure_ascii=False)
             sys.stdout.write("\n")
         elif not found:
-            print("no nodes: add one with 'dicomnb node add NAME --aet AET --host HOST --port PORT'")
+            print("no nodes: add one with 'dicomnb node add NAME --aet AET --host HOST --port PORT' "
+                  "or 'dicomnb node add NAME --dicomweb URL'")
         for n in [] if args.json else found:
-            extras = [" TLS" if n.tls else "", f" WADO {n.wado_url}" if n.wado_url else ""]
-            print(f"{n.name}\t{n.aet}@{n.host}:{n.port}{''.join(extras)}")
+            wado = f" WADO {n.wado_url}" if isinstance(n, DicomNode) and n.wado_url else ""
+            print(f"{n.name}\t{n.describe()}{wado}")
     elif args.node_command == "remove":
         network.remove_node(args.name)
         print(f"removed {args.name}")
@@ -267,7 +305,8 @@ def _node(args: argparse.Namespace) -> int:
 
 def _echo(args: argparse.Namespace) -> int:
     seconds = network.echo(args.name, timeout=args.timeout)
-    print(f"{args.name}: C-ECHO ok in {seconds * 1000:.0f} ms")
+    kind = "QIDO-RS" if isinstance(network.get_node(args.name), DicomWebNode) else "C-ECHO"
+    print(f"{args.name}: {kind} ok in {seconds * 1000:.0f} ms")
     return EXIT_OK
 
 
@@ -298,7 +337,8 @@ def _query(args: argparse.Namespace) -> int:
     if args.date:
         fields["date_from"], fields["date_to"] = parse_date_range(args.date)
     result = network.query(args.name, level=args.level, study_uid=args.study, series_uid=args.series,
-                           limit=args.limit, preset=args.preset, timeout=args.timeout, **fields)
+                           limit=args.limit, page=args.page, preset=args.preset, timeout=args.timeout,
+                           **fields)  # type: ignore[arg-type]
     if args.json:
         json.dump(result.to_json(), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -347,6 +387,9 @@ def main(args: Sequence[str] | None = None) -> int:
         except DependencyMissing as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return EXIT_DEPENDENCY
+        except AuthenticationFailed as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return EXIT_PASSWORD
         except SourceError as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return EXIT_NETWORK

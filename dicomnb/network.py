@@ -8,6 +8,10 @@
 >>> result.frame                     # one row per study
 >>> dicomnb.query("orthanc", level="series", study_uid=result.rows[0]["StudyInstanceUID"])
 >>> dicomnb.retrieve("orthanc", result.rows[0]["StudyInstanceUID"])          # C-GET into the catalog
+>>> dicomnb.add_node("web", dicomweb="http://127.0.0.1:8042/dicom-web", auth="basic", user="alice",
+...                  secret_env="WEB_PASSWORD")                                # a DICOMweb node
+>>> dicomnb.query("web", patient_name="Doe*", limit=10, page=2)              # QIDO-RS, second page
+>>> dicomnb.retrieve("web", study_uid)                                       # WADO-RS
 
 Nodes and presets live in the configuration folder (``$DICOMNB_CONFIG_DIR`` or the user's
 config dir); pynetdicom is imported only when a network call is made.
@@ -24,12 +28,14 @@ from typing import Any
 
 from dicomnb.core.criteria import SearchCriteria
 from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
-from dicomnb.core.nodes import CallingNode, DicomNode, NodeStore
+from dicomnb.core.nodes import AnyNode, CallingNode, DicomNode, DicomWebNode, NodeStore
 from dicomnb.core.presets import Presets
 from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit
-from dicomnb.core.retrieval import Landing, RetrieveResult
+from dicomnb.core.retrieval import Landing, RetrieveResult, expected_instances
+from dicomnb.core.secrets import forget_secret, set_secret
 
-__all__ = ["add_node", "echo", "find_instances", "nodes", "presets", "query", "remove_node", "retrieve"]
+__all__ = ["add_node", "echo", "find_instances", "forget_secret", "get_node", "nodes", "presets", "query",
+           "remove_node", "retrieve", "set_secret"]
 
 
 def _absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -38,29 +44,53 @@ def _absolute(path: str | os.PathLike[str] | None) -> str | None:
 
 def add_node(
     name: str,
-    aet: str,
-    host: str,
-    port: int,
+    aet: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
     *,
     wado_url: str | None = None,
     tls_ca: str | os.PathLike[str] | None = None,
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
+    dicomweb: str | None = None,
+    qido_url: str | None = None,
+    wado_rs_url: str | None = None,
+    headers: dict[str, str] | None = None,
+    auth: str = "none",
+    user: str | None = None,
+    secret_env: str | None = None,
     replace: bool = False,
-) -> DicomNode:
-    """Add a DICOM node (an archive to query) to the saved nodes and return it.
+) -> AnyNode:
+    """Add a node (an archive to query) to the saved nodes and return it.
+
+    A DIMSE node is given by ``aet``, ``host`` and ``port``; a DICOMweb node by its URL
+    (``dicomweb=``). The configuration never holds a password or token: a DICOMweb secret
+    is read from the environment variable ``secret_env`` or asked for once per process
+    (:func:`set_secret`).
 
     Parameters
     ----------
     name : str
         The name to call it by.
     aet, host, port
-        Its called AE title and DICOM address.
+        Its called AE title and DICOM address (DIMSE).
     wado_url : str, optional
-        Its WADO-URI base URL (``http://host:8042/wado``), for retrieval after C-FIND.
+        Its WADO-URI base URL (``http://host:8042/wado``), for retrieval after C-FIND (DIMSE).
     tls_ca, tls_cert, tls_key : path, optional
         TLS: the server's CA (turns TLS on), our client certificate and key. Kept as
         absolute paths; their content is never copied into the configuration.
+    dicomweb : str, optional
+        The DICOMweb base URL (``http://host:8042/dicom-web``): makes a DICOMweb node.
+    qido_url, wado_rs_url : str, optional
+        QIDO-RS and WADO-RS prefixes, when they differ from ``dicomweb``.
+    headers : dict of str, optional
+        Extra HTTP headers sent with every request (not ``Authorization``: use ``auth``).
+    auth : {"none", "basic", "bearer"}
+        How the DICOMweb service authenticates us.
+    user : str, optional
+        The user name of basic authentication.
+    secret_env : str, optional
+        The environment variable holding the password or token.
     replace : bool
         Replace a node of the same name instead of refusing.
 
@@ -69,37 +99,65 @@ def add_node(
     ConfigError
         A value is not valid (the message says which), or the name is taken.
     """
-    node = DicomNode(name=name, aet=aet, host=host, port=port, wado_url=wado_url,
-                     tls_ca=_absolute(tls_ca), tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key))
+    node: AnyNode
+    if dicomweb is not None:
+        extra = [k for k, v in (("aet", aet), ("host", host), ("port", port), ("wado_url", wado_url),
+                                ("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)) if v]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} belong to DIMSE nodes, not to the DICOMweb node {name!r} "
+                              "(its https URL turns TLS on)")
+        node = DicomWebNode(name=name, url=dicomweb, qido_url=qido_url, wado_url=wado_rs_url,
+                            headers=tuple((headers or {}).items()), auth=auth, user=user,
+                            secret_env=secret_env)
+    else:
+        web = [k for k, v in (("qido_url", qido_url), ("wado_rs_url", wado_rs_url), ("headers", headers),
+                              ("user", user), ("secret_env", secret_env)) if v] + (["auth"] if auth != "none" else [])
+        if web:
+            raise ConfigError(f"{', '.join(web)} belong to DICOMweb nodes: give its URL with dicomweb=")
+        if aet is None or host is None or port is None:
+            raise ConfigError(f"node {name!r} needs an AE title, a host and a port (or dicomweb=URL)")
+        node = DicomNode(name=name, aet=aet, host=host, port=port, wado_url=wado_url,
+                         tls_ca=_absolute(tls_ca), tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key))
     return NodeStore.load().add(node, replace=replace)
 
 
-def nodes() -> list[DicomNode]:
-    """The saved DICOM nodes, in the order they were added."""
+def nodes() -> list[AnyNode]:
+    """The saved nodes (DIMSE and DICOMweb), in the order they were added."""
     return list(NodeStore.load().nodes)
 
 
-def remove_node(name: str) -> DicomNode:
+def get_node(name: str) -> AnyNode:
+    """The saved node called ``name`` (ConfigError listing the known ones if unknown)."""
+    return NodeStore.load().get(name)
+
+
+def remove_node(name: str) -> AnyNode:
     """Remove the saved node ``name`` and return it (ConfigError listing the known ones if unknown)."""
     return NodeStore.load().remove(name)
 
 
-def echo(node: str | DicomNode, *, calling: CallingNode | None = None, timeout: float = 10) -> float:
-    """C-ECHO a node (by name or as a :class:`DicomNode`); return the seconds it took.
+def echo(node: str | AnyNode, *, calling: CallingNode | None = None, timeout: float = 10) -> float:
+    """Check that a node answers; return the seconds it took.
+
+    A DIMSE node gets a C-ECHO; a DICOMweb node a cheap QIDO-RS search (one study).
 
     Raises
     ------
     ConfigError
-        No saved node of that name.
-    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
-        The node did not answer; the message says what to check.
+        No saved node of that name, or a DICOMweb secret that is nowhere to be found.
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed, AuthenticationFailed
+        The node did not answer, or refused us; the message says what to check.
     DependencyMissing
         pynetdicom is not installed (``pip install 'dicomnb[network]'``).
     """
+    store = NodeStore.load()
+    target = _target(store, node)
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.dicomweb import echo as web_echo
+
+        return web_echo(target, timeout=timeout)
     from dicomnb.sources.dimse import echo as dimse_echo
 
-    store = NodeStore.load()
-    target = store.get(node) if isinstance(node, str) else node
     return dimse_echo(target, calling or store.calling, timeout=timeout)
 
 
@@ -108,8 +166,21 @@ def presets() -> Presets:
     return Presets.load()
 
 
-def _target(store: NodeStore, node: str | DicomNode) -> DicomNode:
-    return store.get(node) if isinstance(node, str) else node
+def _target(store: NodeStore, node: str | AnyNode) -> AnyNode:
+    if isinstance(node, str):
+        return store.get(node)
+    if not isinstance(node, (DicomNode, DicomWebNode)):
+        raise ConfigError(f"a node is a saved node's name or a node, not {type(node).__name__}")
+    return node
+
+
+def check_page(page: object, limit: int) -> int:
+    """``page`` as a 1-based int; pages beyond the first need a limit (the page size)."""
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise CriteriaError(f"the page must be a whole number >= 1, not {page!r}")
+    if page > 1 and limit == 0:
+        raise CriteriaError(f"page {page} needs a limit (the page size): with no limit everything is on page 1")
+    return page
 
 
 def _criteria(level: str, criteria: SearchCriteria | None, preset: str | None,
@@ -135,13 +206,14 @@ def _criteria(level: str, criteria: SearchCriteria | None, preset: str | None,
 
 
 def query(
-    node: str | DicomNode,
+    node: str | AnyNode,
     criteria: SearchCriteria | None = None,
     *,
     level: str = "study",
     study_uid: str | None = None,
     series_uid: str | None = None,
     limit: int = 0,
+    page: int = 1,
     cancel: threading.Event | None = None,
     preset: str | None = None,
     calling: CallingNode | None = None,
@@ -149,11 +221,11 @@ def query(
     now: datetime | None = None,
     **fields: Any,
 ) -> QueryResult:
-    """Search an archive (C-FIND, Study Root) and return the matches.
+    """Search an archive (C-FIND, Study Root; or QIDO-RS) and return the matches.
 
     Parameters
     ----------
-    node : str or DicomNode
+    node : str, DicomNode or DicomWebNode
         A saved node's name, or a node.
     criteria : SearchCriteria, optional
         What to search for. Or give its fields as keywords (``patient_name="Doe*"``,
@@ -165,7 +237,11 @@ def query(
         The study (required below STUDY level) and series to look in.
     limit : int
         Stop after this many matches (0: no limit); ``result.limited`` then says the
-        archive had more ("stopped after N studies").
+        archive had more ("stopped after N studies"). It is also the page size.
+    page : int
+        Which page of ``limit`` matches (1-based). QIDO-RS sends ``offset = (page - 1) ×
+        limit``; C-FIND has no offset, so over DIMSE the first ``(page - 1) × limit``
+        matches are received and skipped. ``result.limited`` says a next page may exist.
     cancel : threading.Event, optional
         Set it from another thread to stop the query: it returns at once with what had
         arrived (``result.cancelled``). A new search or Clear in the dialog does this.
@@ -191,7 +267,7 @@ def query(
         No saved node or preset of that name.
     CriteriaError
         Criteria that cannot be sent (a bad date, no study UID below STUDY level).
-    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed, AuthenticationFailed
         The archive could not be asked or answered with a failure; the message says
         what to do.
     DependencyMissing
@@ -199,28 +275,42 @@ def query(
     """
     level = check_level(level)
     limit = check_limit(limit)
+    page = check_page(page, limit)
     store = NodeStore.load()
     target = _target(store, node)
     search = _criteria(level, criteria, preset, fields)
-    from dicomnb.sources.dimse import find
-
+    skip = (page - 1) * limit
     started = time.monotonic()
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.dicomweb import search as web_search
+
+        stream = web_search(target, search, level, study_uid=study_uid, series_uid=series_uid, limit=limit,
+                            offset=skip, cancel=cancel, timeout=timeout, now=now)
+        skip = 0  # the server skipped them
+    else:
+        from dicomnb.sources.dimse import find
+
+        stream = find(target, search, level, study_uid=study_uid, series_uid=series_uid,
+                      limit=limit + skip if limit else 0, cancel=cancel, calling=calling or store.calling,
+                      timeout=timeout, now=now)
     rows: list[dict[str, Any]] = []
-    stream = find(target, search, level, study_uid=study_uid, series_uid=series_uid, limit=limit,
-                  cancel=cancel, calling=calling or store.calling, timeout=timeout, now=now)
+    seen = 0
     while True:
         try:
-            rows.append(next(stream))
+            row = next(stream)
         except StopIteration as stop:
             outcome: FindOutcome = stop.value
             break
-    return QueryResult(rows=rows, level=level, node=target.name, limit=limit,
+        seen += 1
+        if seen > skip:
+            rows.append(row)
+    return QueryResult(rows=rows, level=level, node=target.name, limit=limit, page=page,
                        limited=outcome.limited, cancelled=outcome.cancelled,
                        seconds=time.monotonic() - started, notes=list(outcome.notes))
 
 
 def find_instances(
-    node: str | DicomNode,
+    node: str | AnyNode,
     study_uid: str,
     series_uids: Sequence[str] | None = None,
     *,
@@ -238,23 +328,44 @@ def find_instances(
     ConfigError, CriteriaError, ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
         As :func:`query`.
     """
+    store = NodeStore.load()
+    target = _target(store, node)
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.dicomweb import find_instances as web_find_instances
+
+        return web_find_instances(target, study_uid, series_uids, timeout=timeout)
     from dicomnb.sources.dimse import find_instances as dimse_find_instances
 
-    store = NodeStore.load()
-    return dimse_find_instances(_target(store, node), study_uid, series_uids,
-                                calling=calling or store.calling, timeout=timeout)
+    return dimse_find_instances(target, study_uid, series_uids, calling=calling or store.calling,
+                                timeout=timeout)
 
 
 #: Retrieve methods, and the source name their records carry in the catalog.
-RETRIEVE_METHODS = {"c-get": "dimse", "c-move": "dimse", "wado-uri": "wado-uri"}
+RETRIEVE_METHODS = {"c-get": "dimse", "c-move": "dimse", "wado-uri": "wado-uri", "wado-rs": "dicomweb"}
+#: The methods each kind of node retrieves with (the first is the default).
+NODE_METHODS = {"dimse": ("c-get", "c-move", "wado-uri"), "dicomweb": ("wado-rs",)}
+
+
+def check_method(target: AnyNode, method: str | None) -> str:
+    """The retrieve method to use for ``target`` (its default when None), or ConfigError."""
+    allowed = NODE_METHODS[target.kind]
+    if method is None:
+        return allowed[0]
+    if method not in RETRIEVE_METHODS:
+        raise ConfigError(f"unknown retrieve method {method!r}: choose {', '.join(RETRIEVE_METHODS)}")
+    if method not in allowed:
+        kind = "a DICOMweb" if target.kind == "dicomweb" else "a DIMSE"
+        raise ConfigError(f"node {target.name!r} is {kind} node: retrieve it with {' or '.join(allowed)}, "
+                          f"not {method}")
+    return method
 
 
 def retrieve(
-    node: str | DicomNode,
+    node: str | AnyNode,
     study_uid: str,
     series_uids: Sequence[str] | None = None,
     *,
-    method: str = "c-get",
+    method: str | None = None,
     dest: str | os.PathLike[str] | None = None,
     calling: CallingNode | None = None,
     timeout: float = 30,
@@ -272,16 +383,17 @@ def retrieve(
 
     Parameters
     ----------
-    node : str or DicomNode
+    node : str, DicomNode or DicomWebNode
         A saved node's name, or a node.
     study_uid : str
         The StudyInstanceUID.
     series_uids : sequence of str, optional
         Only these series of the study (default: all of them).
-    method : {"c-get", "c-move", "wado-uri"}
-        C-GET (one association, nothing to declare on the archive); C-MOVE (the archive
-        must know our calling AE title and Storage SCP port, see ``calling``); WADO-URI
-        (HTTP GET per instance at the node's ``wado_url``).
+    method : {"c-get", "c-move", "wado-uri", "wado-rs"}, optional
+        C-GET (one association, nothing to declare on the archive; the default for DIMSE
+        nodes); C-MOVE (the archive must know our calling AE title and Storage SCP port,
+        see ``calling``); WADO-URI (HTTP GET per instance at the node's ``wado_url``);
+        WADO-RS (DICOMweb nodes, their only method and default).
     dest : path, optional
         A folder that also gets a copy of every instance (hard-linked when it can be).
     calling : CallingNode, optional
@@ -316,19 +428,30 @@ def retrieve(
         (``QueryFailed.status``: 0xA701/0xA702 out of resources, 0xA801 unknown move
         destination, 0xC000 unable to process; None when it went silent).
     """
-    if method not in RETRIEVE_METHODS:
-        raise ConfigError(f"unknown retrieve method {method!r}: choose c-get, c-move or wado-uri")
     if not isinstance(study_uid, str) or not study_uid.strip():
         raise CriteriaError("a retrieve needs the StudyInstanceUID of the study")
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
     store = NodeStore.load()
     target = _target(store, node)
+    method = check_method(target, method)
     calling = calling or store.calling
+    from dicomnb.api import catalog
+
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.dicomweb import find_instances as web_find_instances
+        from dicomnb.sources.dicomweb import retrieve_wado_rs
+
+        expected = expected_instances(web_find_instances(target, study_uid.strip(), series_uids,
+                                                         timeout=timeout), study_uid.strip())
+        landing = Landing(expected, catalog.add_items, source=RETRIEVE_METHODS[method], origin=target.name,
+                          dest=dest, progress=progress)
+        landing.file_stored()
+        retrieve_wado_rs(target, landing, timeout=timeout, parallel=parallel)
+        return _finish(landing, target, study_uid, method, raise_incomplete)
     if method == "wado-uri" and not target.wado_url:
         raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "
                           f"'dicomnb node add {target.name} ... --wado-url http://host:8042/wado --replace'")
-    from dicomnb.api import catalog
     from dicomnb.sources.retrieve import list_instances, retrieve_dimse
 
     expected, sop_classes = list_instances(target, study_uid.strip(), series_uids, calling=calling,
@@ -343,6 +466,12 @@ def retrieve(
     else:
         retrieve_dimse(target, landing, method=method, sop_classes=sop_classes, calling=calling,
                        timeout=timeout, parallel=parallel)
+    return _finish(landing, target, study_uid, method, raise_incomplete)
+
+
+def _finish(landing: Landing, target: AnyNode, study_uid: str, method: str,
+            raise_incomplete: bool) -> RetrieveResult:
+    """The result of a retrieve; RetrieveIncomplete when instances listed did not arrive."""
     result = landing.result(target.name, study_uid.strip(), method)
     if result.missing and raise_incomplete:
         shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")

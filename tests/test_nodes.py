@@ -148,7 +148,8 @@ def test_cli_add_list_remove(capsys: pytest.CaptureFixture[str], tmp_path: Path)
                          "wado_url": "http://127.0.0.1:8042/wado"}
     assert listed[1]["tls_ca"] == str(ca)
     status, out, _ = run(capsys, "node", "list")
-    assert "orthanc\tORTHANC@127.0.0.1:4242 WADO http://127.0.0.1:8042/wado" in out and " TLS" in out
+    assert "orthanc\tORTHANC@127.0.0.1:4242 WADO http://127.0.0.1:8042/wado" in out
+    assert "secure\tSECURE@pacs.example:2762 (TLS)" in out
     status, out, _ = run(capsys, "node", "remove", "orthanc")
     assert status == 0 and out.strip() == "removed orthanc"
     assert [n.name for n in dicomnb.nodes()] == ["secure"]
@@ -182,6 +183,6 @@ def test_cli_duplicate_needs_replace(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_cli_missing_argument_is_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        cli.main(["node", "add", "x", "--host", "h", "--port", "1"])
-    assert info.value.code == 2 and "--aet" in capsys.readouterr().err
+    status, _, err = run(capsys, "node", "add", "x", "--host", "h", "--port", "1")
+    assert status == cli.EXIT_USAGE and "--aet required" in err and "--dicomweb" in err
+    assert dicomnb.nodes() == []

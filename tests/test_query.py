@@ -237,6 +237,35 @@ def test_limit_stops_after_n(server: DicomNode, limit: int) -> None:
 
 
 @pytest.mark.integration
+def test_pages_cover_every_study_once(server: DicomNode) -> None:
+    # C-FIND has no offset: page N receives and skips the first (N - 1) × limit matches.
+    def uids(result: QueryResult) -> list[str]:
+        return [str(row["StudyInstanceUID"]) for row in result.rows]
+
+    everything = uids(dicomnb.query(server, limit=0))
+    pages, page = [], 1
+    while True:
+        result = dicomnb.query(server, limit=2, page=page)
+        assert result.page == page and result.to_json()["page"] == page
+        pages.append(uids(result))
+        if not result.limited:
+            break
+        page += 1
+    seen = [uid for rows in pages for uid in rows]
+    assert sorted(seen) == sorted(everything) and len(set(seen)) == len(seen)
+    assert all(len(rows) == 2 for rows in pages[:-1]) and len(pages) == (len(everything) + 1) // 2
+    assert len(dicomnb.query(server, limit=2, page=len(pages) + 1)) == 0
+
+
+def test_a_page_needs_a_limit_and_a_number() -> None:
+    dicomnb.add_node("pacs", "PACS", "127.0.0.1", 104)
+    with pytest.raises(CriteriaError, match="needs a limit"):
+        dicomnb.query("pacs", page=2)
+    with pytest.raises(CriteriaError, match="page must be a whole number"):
+        dicomnb.query("pacs", limit=2, page=0)
+
+
+@pytest.mark.integration
 def test_stopping_early_releases_the_association(orthanc: Any) -> None:
     from dicomnb.sources.dimse import find
 
@@ -458,6 +487,7 @@ def test_cli_query_json(orthanc: Any, capsys: pytest.CaptureFixture[str]) -> Non
     ["query", "pacs", "--level", "series"],
     ["query", "pacs", "--date", "last tuesday"],
     ["query", "pacs", "--limit", "-1"],
+    ["query", "pacs", "--page", "2"],
     ["query", "pacs", "--preset", "nope"],
     ["query", "pacs", "--period", "someday"],
     ["query", "pacs", "--period", "today", "--date", "20240101-"],

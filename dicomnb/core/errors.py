@@ -24,6 +24,8 @@ always enough; the subclasses say what went wrong precisely enough for a dialog 
     │   ├── AssociationRejected    the peer rejected the association (result, source, reason)
     │   ├── AssociationAborted     the peer aborted the association or closed the connection
     │   ├── QueryFailed            a request answered with a failure status (``status``)
+    │   │   └── AuthenticationFailed   HTTP 401/403: credentials missing or refused
+    │   ├── MalformedResponse      an answer that breaks the standard (a multipart body cut short)
     │   └── RetrieveIncomplete     some instances did not arrive (``missing``)
     ├── DownloadError              the download manager failed
     └── DependencyMissing          an optional dependency is not installed (also an ImportError)
@@ -40,6 +42,7 @@ __all__ = [
     "ArchiveError",
     "AssociationAborted",
     "AssociationRejected",
+    "AuthenticationFailed",
     "ConfigError",
     "ConnectionFailed",
     "CriteriaError",
@@ -50,6 +53,7 @@ __all__ = [
     "DownloadError",
     "DropRejected",
     "InputError",
+    "MalformedResponse",
     "NotDicomError",
     "PasswordError",
     "PasswordRequired",
@@ -164,6 +168,18 @@ class QueryFailed(SourceError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class AuthenticationFailed(QueryFailed):
+    """A DICOMweb server refused our credentials (HTTP 401) or our access (HTTP 403).
+
+    The message never contains the secret; ``status`` holds the HTTP status.
+    """
+
+
+class MalformedResponse(SourceError):
+    """A server's answer does not follow the standard: a multipart body cut short or without
+    its boundary, a JSON search result that is not a list of datasets."""
 
 
 class RetrieveIncomplete(SourceError):

@@ -11,6 +11,7 @@ explore it as pandas DataFrames and read series as numpy volumes::
 from __future__ import annotations
 
 import logging
+import typing
 
 from dicomnb import errors
 from dicomnb.api import (
@@ -60,6 +61,7 @@ __all__ = [
     "catalog",
     "check_drop",
     "debug_logger",
+    "demo",
     "detect_cdrom",
     "echo",
     "errors",
@@ -83,6 +85,20 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+# dicomnb.demo (the demo archive, a callable module) is imported when first used: importing it
+# here would make `python -m dicomnb.demo` warn that it had been imported before it ran.
+if typing.TYPE_CHECKING:
+    from dicomnb import demo
+else:
+
+    def __getattr__(name: str) -> object:
+        if name == "demo":
+            import importlib
+
+            return importlib.import_module("dicomnb.demo")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def debug_logger() -> None:

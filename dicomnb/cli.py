@@ -17,6 +17,7 @@
                 [--page N] [--preset NAME] [--timeout SECONDS] [--json]
     dicomnb retrieve NAME --study UID [--series UID ...]
                 [--method c-get|c-move|wado-uri|wado-rs] [--dest DIR] [--json]
+    dicomnb demo [--port PORT] [--empty]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
 reported), 1 when an optional dependency is missing (the message names the extra), 2 for
@@ -178,6 +179,15 @@ def _setup_argparser() -> argparse.ArgumentParser:
     retrieve.add_argument("--dest", metavar="DIR", help="also copy the files into DIR")
     retrieve.add_argument("--json", action="store_true",
                           help='print {"retrieved": N, "missing": [...], "instances": [...]}')
+
+    demo = commands.add_parser(
+        "demo", help="run the demo archive (pydicom's samples) as node 'demo' until Ctrl-C",
+        description="Run pynetdicom's Q/R SCP on 127.0.0.1, loaded with pydicom's sample files, "
+        "and save it as node 'demo' (query it from another shell or a notebook) until Ctrl-C "
+        "or SIGTERM, which stop it and remove the node. Needs dicomnb[network].",
+    )
+    demo.add_argument("--port", type=int, default=0, help="its DICOM port (default: a free one)")
+    demo.add_argument("--empty", action="store_true", help="do not load the sample files")
     return parser
 
 
@@ -373,13 +383,19 @@ def _retrieve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from dicomnb import demo
+
+    return demo.run(port=args.port, load=not args.empty)
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line with ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _setup_argparser()
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
-    commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve}
+    commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve, "demo": _demo}
     if namespace.command in commands:
         prefix = " ".join(["dicomnb", namespace.command, getattr(namespace, "node_command", "")]).strip()
         try:

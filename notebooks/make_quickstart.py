@@ -122,6 +122,55 @@ cells = [
         "except dicomnb.errors.DropRejected as exc:\n"
         "    print(exc)"
     ),
+    new_markdown_cell(
+        "## Query and retrieve: the demo archive\n\n"
+        "`dicomnb.demo()` starts pynetdicom's Q/R SCP on 127.0.0.1 (a child process of this kernel), "
+        "loaded with pydicom's sample files, and saves it as the node `demo`: C-FIND, C-GET and C-MOVE "
+        "work with no PACS installed. It stops with the kernel, or with `dicomnb.demo.stop()`. "
+        "A real archive is added the same way: `dicomnb.add_node(\"pacs\", aet=..., host=..., port=...)`."
+    ),
+    new_code_cell("archive = dicomnb.demo()\narchive"),
+    new_code_cell(
+        'studies = dicomnb.query("demo")  # C-FIND, Study Root: one row per study\n'
+        'studies.frame[["PatientName", "PatientID", "StudyDate", "StudyInstanceUID"]]'
+    ),
+    new_markdown_cell(
+        "The search fields are the dialog's: names and IDs with `*` wildcards, modalities, dates "
+        "or a period. qrscp ignores ModalitiesInStudy, so dicomnb checks the series of each study "
+        "and says so. Then the series of one of the CT studies:"
+    ),
+    new_code_cell(
+        'ct = dicomnb.query("demo", modalities=("CT",))\n'
+        "print(ct.message)\n"
+        'peter = next(row for row in ct.rows if str(row["PatientName"]) == "Doe^Peter")\n'
+        'series = dicomnb.query("demo", level="series", study_uid=peter["StudyInstanceUID"])\n'
+        'series.frame[["SeriesNumber", "Modality", "SeriesInstanceUID"]]'
+    ),
+    new_markdown_cell(
+        "Retrieve the CT studies with C-GET: the instances of each are listed (C-FIND at IMAGE "
+        "level), fetched series by series into the local store, filed into the catalog (source "
+        "`dimse`, origin `demo`) and checked against the list. The catalog is emptied first, so "
+        "that the rows below are the retrieved files, not the same instances imported from disk above."
+    ),
+    new_code_cell(
+        "dicomnb.catalog.clear()\n"
+        "for row in ct.rows:\n"
+        '    print(dicomnb.retrieve("demo", row["StudyInstanceUID"], method="c-get").message)\n'
+        'dicomnb.catalog.instances[["PatientName", "SeriesNumber", "InstanceNumber", "Modality", "Rows", '
+        '"Columns", "source", "origin", "path"]]'
+    ),
+    new_code_cell(
+        'retrieved = dicomnb.catalog.instances.query("Rows == 128").iloc[0]  # CT_small, retrieved\n'
+        "volume = dicomnb.load_series(retrieved.SeriesInstanceUID)\n"
+        "plt.imshow(volume[0], cmap='gray', vmin=-160, vmax=240)\n"
+        'plt.title(f"{retrieved.PatientName}, from {retrieved.origin} ({retrieved.source})")\n'
+        "plt.axis('off');"
+    ),
+    new_markdown_cell(
+        "The same from a shell: `dicomnb demo` runs the archive until Ctrl-C; `dicomnb query demo` "
+        "and `dicomnb retrieve demo --study UID` work meanwhile. Stop it here:"
+    ),
+    new_code_cell("dicomnb.demo.stop()\narchive"),
 ]
 
 notebook = new_notebook(cells=cells, metadata={

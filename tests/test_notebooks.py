@@ -24,3 +24,5 @@ def test_notebook_runs(name: str, tmp_path: Path) -> None:
     assert "PasswordRequired" in text
     assert "김희중" in text or "Люкceмбypг" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the slice rendered inline
+    assert "7 instances retrieved from demo (c-get)" in text  # the demo archive section
+    assert "<DemoArchive stopped" in text

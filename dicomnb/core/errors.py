@@ -26,6 +26,7 @@ always enough; the subclasses say what went wrong precisely enough for a dialog 
     │   ├── QueryFailed            a request answered with a failure status (``status``)
     │   │   └── AuthenticationFailed   HTTP 401/403: credentials missing or refused
     │   ├── MalformedResponse      an answer that breaks the standard (a multipart body cut short)
+    │   ├── DemoFailed             the demo archive could not start (``stderr``: what it said)
     │   └── RetrieveIncomplete     some instances did not arrive (``missing``)
     ├── DownloadError              the download manager failed
     └── DependencyMissing          an optional dependency is not installed (also an ImportError)
@@ -47,6 +48,7 @@ __all__ = [
     "ConnectionFailed",
     "CriteriaError",
     "DecoderMissing",
+    "DemoFailed",
     "DependencyMissing",
     "DicomdirError",
     "DicomnbError",
@@ -180,6 +182,20 @@ class AuthenticationFailed(QueryFailed):
 class MalformedResponse(SourceError):
     """A server's answer does not follow the standard: a multipart body cut short or without
     its boundary, a JSON search result that is not a list of datasets."""
+
+
+class DemoFailed(SourceError):
+    """The demo archive could not be started (or stopped answering).
+
+    Attributes
+    ----------
+    stderr : str
+        The last lines the archive's process wrote to its standard error.
+    """
+
+    def __init__(self, message: str, *, stderr: str = "") -> None:
+        super().__init__(message + (f"; it said:\n{stderr}" if stderr else ""))
+        self.stderr = stderr
 
 
 class RetrieveIncomplete(SourceError):

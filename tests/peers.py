@@ -282,7 +282,8 @@ def _peer(name: str, aet: str, port: int, http_port: int | None, move_port: int,
 # --- Orthanc -----------------------------------------------------------------------------------
 
 def orthanc_config(root: Path, aet: str, port: int, http_port: int, move_port: int,
-                   check_called_aet: bool = False) -> dict[str, object]:
+                   check_called_aet: bool = False, users: dict[str, str] | None = None) -> dict[str, object]:
+    """Orthanc's configuration; with ``users`` (name → password), HTTP basic auth is required."""
     return {
         "Name": "DICOMNB-TEST",
         "StorageDirectory": str(root / "db"),
@@ -291,7 +292,8 @@ def orthanc_config(root: Path, aet: str, port: int, http_port: int, move_port: i
         "HttpServerEnabled": True,
         "HttpPort": http_port,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": dict(users or {}),
         "OrthancExplorerEnabled": False,
         "WebDavEnabled": False,
         "HttpCompressionEnabled": False,
@@ -316,19 +318,30 @@ def orthanc_config(root: Path, aet: str, port: int, http_port: int, move_port: i
     }
 
 
-def _http_ok(url: str) -> bool:
-    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+def basic_auth(users: dict[str, str] | None) -> dict[str, str]:
+    """The Authorization header of the first of ``users`` (none without users)."""
+    if not users:
+        return {}
+    import base64
+
+    user, password = next(iter(users.items()))
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=1) as response:
         return bool(response.status == 200)
     return False
 
 
-def orthanc_upload(http_port: int, files: list[Path]) -> dict[str, str]:
+def orthanc_upload(http_port: int, files: list[Path], headers: dict[str, str] | None = None) -> dict[str, str]:
     """REST ``POST /instances`` of each file; return {file name: why refused}."""
     refused: dict[str, str] = {}
     for path in files:
         request = urllib.request.Request(f"http://127.0.0.1:{http_port}/instances",
                                          data=path.read_bytes(), method="POST",
-                                         headers={"Content-Type": "application/dicom"})
+                                         headers={"Content-Type": "application/dicom", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 answer = json.loads(response.read())
@@ -342,8 +355,11 @@ def orthanc_upload(http_port: int, files: list[Path]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def run_orthanc(root: Path, aet: str = "ORTHANC", load: bool = True,
-                check_called_aet: bool = False) -> Iterator[Peer]:
-    """Start Orthanc (with the DICOMweb plugin when installed), load it, yield it, stop it."""
+                check_called_aet: bool = False, users: dict[str, str] | None = None) -> Iterator[Peer]:
+    """Start Orthanc (with the DICOMweb plugin when installed), load it, yield it, stop it.
+
+    With ``users`` (name → password) its HTTP side (REST, DICOMweb) wants basic auth.
+    """
     binary = shutil.which("Orthanc")
     if binary is None:
         raise PeerError("Orthanc is not installed")
@@ -353,13 +369,14 @@ def run_orthanc(root: Path, aet: str = "ORTHANC", load: bool = True,
     port, http_port, move_port = free_port(), free_port(), free_port()
     config = root / "orthanc.json"
     config.write_text(json.dumps(orthanc_config(root, aet, port, http_port, move_port,
-                                                check_called_aet), indent=2))
+                                                check_called_aet, users), indent=2))
     server = ServerProcess("Orthanc", [binary, f"--logdir={root / 'logs'}", str(config)],
                            root / "stdout.log", root)
     try:
-        server.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{http_port}/system") and port_open(port))
+        auth = basic_auth(users)
+        server.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{http_port}/system", auth) and port_open(port))
         if load:
-            _check_loaded("Orthanc", orthanc_upload(http_port, dataset_files()))
+            _check_loaded("Orthanc", orthanc_upload(http_port, dataset_files(), auth))
         yield _peer("orthanc", aet, port, http_port, move_port, server.pid)
     finally:
         server.stop()
@@ -494,3 +511,84 @@ class SilentPeer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- a test CA, and DCMTK's storescp over TLS ---------------------------------------------------
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PeerError(f"openssl {' '.join(args[:2])} failed:\n{result.stderr[-2000:]}")
+
+
+def make_test_ca(folder: Path) -> dict[str, Path]:
+    """A test CA and certificates signed by it, plus an unrelated self-signed "rogue" CA.
+
+    Returns the PEM files by name: ``ca``, ``ca_key``, ``server`` (for IP 127.0.0.1),
+    ``server_key``, ``client``, ``client_key`` (signed by ``ca``), ``rogue``, ``rogue_key``.
+    The keys are unencrypted RSA 2048 (the ciphersuites of DCMTK's default BCP 195 profile
+    are RSA ones); the extensions are those a strict verifier wants (CA basic constraints
+    and key usage, key identifiers, the server's IP in subjectAltName, extended key usage).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, Path] = {}
+    for ca, name in (("ca", "dicomnb test CA"), ("rogue", "rogue CA")):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                 "-keyout", f"{ca}.key", "-out", f"{ca}.pem", cwd=folder)
+        made[ca], made[f"{ca}_key"] = folder / f"{ca}.pem", folder / f"{ca}.key"
+    usages = {"server": "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+              "client": "extendedKeyUsage=clientAuth\n"}
+    for serial, (who, usage) in enumerate(usages.items(), 2):
+        _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=dicomnb test {who}",
+                 "-keyout", f"{who}.key", "-out", f"{who}.csr", cwd=folder)
+        (folder / f"{who}.ext").write_text(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n" + usage)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-set_serial", str(serial), "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem",
+                 cwd=folder)
+        made[who], made[f"{who}_key"] = folder / f"{who}.pem", folder / f"{who}.key"
+    return made
+
+
+def tls_handshake_ok(port: int, certificates: dict[str, Path]) -> bool:
+    """One TLS handshake with the test CA and client certificate (readiness check)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certificates["ca"])
+    context.load_cert_chain(certificates["client"], certificates["client_key"])
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock, \
+            context.wrap_socket(sock, server_hostname="127.0.0.1"):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def run_storescp_tls(root: Path, certificates: dict[str, Path], aet: str = "TLSSCP") -> Iterator[Peer]:
+    """Start DCMTK's storescp over TLS on a free loopback port; yield it; stop it.
+
+    It requires a client certificate signed by ``certificates["ca"]`` (``+cf``, ``-rc``) and
+    writes what it receives, byte for byte (``+B``), to ``root / "received"``. It runs as one process
+    (``--single-process``, storescp's default, said explicitly: ``--fork`` would leave a
+    child per association), so it serves one association at a time; its socket and ACSE
+    timeouts are short so that a client that stalls it cannot hold up the next test long.
+    Debian's dcmqrscp is built without TLS; storescp is the DCMTK server that has it.
+    """
+    binary = shutil.which("storescp")
+    if binary is None:
+        raise PeerError("storescp is not installed")
+    received = root / "received"
+    received.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [binary, "--single-process", "-v", "-aet", aet, "-od", str(received), "+B", "-ts", "5", "-ta", "5",
+            "+tls", str(certificates["server_key"]), str(certificates["server"]), "-pw",
+            "+cf", str(certificates["ca"]), "--require-peer-cert", str(port)]
+    server = ServerProcess("storescp", argv, root / "storescp.log", root)
+    try:
+        server.wait_ready(lambda: tls_handshake_ok(port, certificates))
+        yield Peer(name="storescp-tls", aet=aet, host="127.0.0.1", port=port, http_port=None,
+                   move_aet=MOVE_AET, move_port=0, instances=(), files=(), pid=server.pid)
+    finally:
+        server.stop()

@@ -68,6 +68,7 @@ from dicomnb.core.query import (
     check_limit,
     find_identifier,
 )
+from dicomnb.sources import upperlayer as ul
 
 __all__ = [
     "STUDY_ROOT_FIND",
@@ -143,7 +144,7 @@ def _probe(node: DicomNode, timeout: float, context: ssl.SSLContext | None) -> C
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             return ConnectionFailed(
                 f"{where}: TLS refused ({reason}): check that the server speaks TLS on this port "
-                "and the node's --tls-ca (and --tls-cert/--tls-key if it checks clients)"
+                "and the node's --tls-ca (and --tls-cert/--tls-key if it checks client certificates)"
             )
     return ConnectionFailed(f"{where}: the TLS connection failed (it works now: try again)")
 
@@ -156,6 +157,7 @@ class _Seen:
     pdus: list[str] = field(default_factory=list)
     rejection: Any = None  # the A-ASSOCIATE-RJ as a primitive, if one arrived
     sockets: list[socket.socket] = field(default_factory=list)
+    malformed: str = ""    # what was wrong with a PDU that is not valid DICOM, if one arrived
 
     def on_open(self, event: Any) -> None:
         self.opened = True
@@ -164,6 +166,34 @@ class _Seen:
         raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
         if isinstance(raw, socket.socket):
             self.sockets.append(raw)
+            # pynetdicom 3.0.4 creates the socket with the network timeout, then clears it
+            # once connected; its reactor then reads the rest of a PDU, once the header has
+            # come, with no time limit. A peer that stops in the middle of a PDU (or
+            # announces 4 GiB) holds that read forever, and the association's abort waits
+            # for the reactor to stop: the caller hangs. Restoring the timeout bounds that
+            # read (pynetdicom takes its expiry for the connection closing); it only reads
+            # when data is ready, so an idle association is not affected.
+            raw.settimeout(event.assoc.network_timeout)
+
+    def on_data(self, event: Any) -> None:
+        """Check each PDU as it arrives (pynetdicom's reactor thread), and abort on a bad one."""
+        if self.malformed:
+            return
+        try:
+            ul.check_pdu(event.data, [c.context_id for c in event.assoc.requestor.requested_contexts])
+        except ul.PeerMalformed as exc:
+            self.malformed = str(exc)
+            # pynetdicom would go on: it fails inside its own handlers on an A-ASSOCIATE-AC
+            # answering a context it never proposed, and after a P-DATA-TF it cannot decode
+            # it waits for the connection to close while the request waits for its answer
+            # until the timeout. Abort now: send the A-ABORT and close the connection (this
+            # is the reactor's thread, the only one using the socket), and wake the request
+            # the way pynetdicom does when an association is aborted (an empty message).
+            for raw in self.sockets[-1:]:
+                with contextlib.suppress(OSError):
+                    raw.sendall(ul.ABORT_PDU)
+                    raw.shutdown(socket.SHUT_RDWR)
+            event.assoc.dimse.msg_queue.put((None, None))
 
     def on_pdu(self, event: Any) -> None:
         name = type(event.pdu).__name__
@@ -177,6 +207,20 @@ class _Seen:
         for raw in self.sockets:
             with contextlib.suppress(OSError):
                 raw.close()
+
+
+def _malformed(where: str, during: str, what: object) -> str:
+    """The message for a peer that answered ``during`` with ``what``, which is not valid DICOM."""
+    return (f"{where} answered {during} with something that is not valid DICOM ({what}): the association "
+            "was aborted: is this port a DICOM server? If it is, its DICOM implementation is faulty: see its log")
+
+
+def _dropped(node: DicomNode, calling: CallingNode, closed: bool) -> AssociationAborted:
+    """A peer that aborted the association request, or ``closed`` the connection, instead of answering."""
+    # A TLS server closes a plain connection whose first bytes are not a TLS handshake.
+    tls = ", without TLS (if it wants TLS, give the node --tls-ca)" if closed and not node.tls_ca else ""
+    return AssociationAborted(f"{_where(node)} aborted the association request or closed the connection: is it "
+                              f"a DICOM port{tls}, and does the archive accept us (calling AE title {calling.aet})?")
 
 
 def _rejection(node: DicomNode, calling: CallingNode, primitive: Any) -> AssociationRejected:
@@ -230,6 +274,7 @@ def association(
     handlers = [
         (pynetdicom.evt.EVT_CONN_OPEN, seen.on_open),
         (pynetdicom.evt.EVT_PDU_RECV, seen.on_pdu),
+        (pynetdicom.evt.EVT_DATA_RECV, seen.on_data),
     ]
     started = time.monotonic()
     LOGGER.debug("associating with %s", _where(node))
@@ -240,6 +285,8 @@ def association(
             elapsed = time.monotonic() - started
             if assoc.is_rejected or seen.rejection is not None:
                 raise _rejection(node, calling, seen.rejection or assoc.acceptor.primitive)
+            if seen.malformed:
+                raise AssociationAborted(_malformed(_where(node), "the association request", seen.malformed))
             if not seen.opened:
                 raise _probe(node, timeout, context)
             if "A_ASSOCIATE_AC" in seen.pdus:
@@ -258,16 +305,17 @@ def association(
                     "and does it trust ours?"
                 )
             if "A_ABORT_RQ" in seen.pdus or elapsed < timeout * 0.9:
-                raise AssociationAborted(
-                    f"{_where(node)} aborted the association request or closed the connection: "
-                    "is it a DICOM port, and does the archive accept us "
-                    f"(calling AE title {calling.aet})?"
-                )
+                raise _dropped(node, calling, closed="A_ABORT_RQ" not in seen.pdus)
             raise ConnectionFailed(
                 f"{_where(node)}: no answer to the association request within the timeout of "
                 f"{timeout:g} s: is this port a DICOM server? (raise the timeout if it is slow)"
             )
-        yield assoc
+        try:
+            yield assoc
+        except (AssociationAborted, QueryFailed) as exc:
+            if seen.malformed:  # what the request's failure came from
+                raise AssociationAborted(_malformed(_where(node), "our request", seen.malformed)) from exc
+            raise
     finally:
         if assoc.is_established:
             assoc.release()

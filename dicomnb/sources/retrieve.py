@@ -49,7 +49,7 @@ from dicomnb.core.nodes import CallingNode, DicomNode
 from dicomnb.core.retrieval import Expected, Landing, part10_header
 from dicomnb.core.tcs import IMPLICIT_LE, TransferSyntaxes, common_storage_classes
 from dicomnb.sources import upperlayer as ul
-from dicomnb.sources.dimse import _failure, _probe, _rejection, _where, tls_context
+from dicomnb.sources.dimse import _dropped, _failure, _malformed, _probe, _rejection, _where, tls_context
 
 __all__ = ["GET_MODEL", "MOVE_MODEL", "StorageSCP", "list_instances", "retrieve_dimse"]
 
@@ -62,7 +62,7 @@ MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"
 VERIFICATION = "1.2.840.10008.1.1"
 
 MAX_CONTEXTS = 128          # presentation context IDs are the odd numbers 1-255
-MAX_PDU = 1 << 22           # what we accept per PDU: large, so few PDUs per instance
+MAX_PDU = ul.MAX_PDU        # what we accept per PDU: large, so few PDUs per instance
 PARALLEL = 3                # series retrieved at once (each on its own association)
 _PENDING = (0xFF00, 0xFF01)
 
@@ -91,11 +91,17 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise _probe(node, timeout, tls) from exc
-    conn = ul.Connection(sock, timeout)
+    conn = ul.Connection(sock, timeout, max_pdu=MAX_PDU)
     request = ul.Association(called=node.aet, calling=calling.aet, contexts=contexts, roles=roles)
     try:
         conn.send(request.encode(ul.ASSOCIATE_RQ, MAX_PDU))
         kind, body = conn.read_pdu()
+        answer = ul.Association.decode(body) if kind == ul.ASSOCIATE_AC else None
+        if answer is not None:
+            answer.check_answers([c.id for c in contexts])
+    except ul.PeerMalformed as exc:
+        _abort(conn)
+        raise AssociationAborted(_malformed(where, "the association request", exc)) from exc
     except (ul.PeerAborted, ul.PeerClosed) as exc:
         conn.close()
         if tls is not None and isinstance(exc, ul.PeerClosed):
@@ -103,9 +109,7 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
                 f"{where}: TLS refused: the server closed the connection after the TLS handshake: "
                 "does it require a client certificate (--tls-cert/--tls-key), and does it trust ours?"
             ) from exc
-        raise AssociationAborted(
-            f"{where} aborted the association request or closed the connection: is it a DICOM port, "
-            f"and does the archive accept us (calling AE title {calling.aet})?") from exc
+        raise _dropped(node, calling, closed=isinstance(exc, ul.PeerClosed)) from exc
     except ul.PeerSilent as exc:
         conn.close()
         raise ConnectionFailed(f"{where}: no answer to the association request within the timeout of "
@@ -118,15 +122,12 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
                                     source_str=_SOURCES.get(source, f"source {source}"),
                                     reason_str=_REASONS.get(source, {}).get(reason, f"reason {reason}"))
         raise _rejection(node, calling, primitive)
-    if kind != ul.ASSOCIATE_AC:
+    if answer is None:
         _abort(conn)
         raise AssociationAborted(f"{where} answered the association request with PDU type 0x{kind:02X}")
-    answer = ul.Association.decode(body)
-    by_id = {c.id: c for c in answer.contexts}
-    for context in contexts:
-        got = by_id.get(context.id)
-        if got is not None:
-            context.result, context.transfer_syntax = got.result, got.transfer_syntax
+    proposed = {c.id: c for c in contexts}
+    for got in answer.contexts:
+        proposed[got.id].result, proposed[got.id].transfer_syntax = got.result, got.transfer_syntax
     conn.peer_max_pdu = answer.max_pdu
     return conn
 
@@ -267,6 +268,9 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
                 sop = str(getattr(ds, "SOPInstanceUID", "") or "")
                 if sop:
                     expected[sop] = Expected(study_uid, series_uid, sop, str(getattr(ds, "SOPClassUID", "") or ""))
+    except ul.PeerMalformed as exc:
+        _abort(conn)
+        raise AssociationAborted(_malformed(where, "the C-FIND", exc)) from exc
     except (ul.PeerAborted, ul.PeerClosed, ul.Release) as exc:
         conn.close()
         raise AssociationAborted(f"{where} aborted the association during the C-FIND, or closed the "
@@ -405,6 +409,10 @@ def _run(node: DicomNode, calling: CallingNode, unit: _Unit, verb: str, landing:
     except ul.PeerAborted as exc:
         conn.close()
         raise AssociationAborted(_cut_short(where, verb, "aborted the association", landing, before)) from exc
+    except ul.PeerMalformed as exc:
+        _abort(conn)
+        raise AssociationAborted(_cut_short(where, verb, f"sent something that is not valid DICOM ({exc})",
+                                            landing, before)) from exc
     except ul.PeerClosed as exc:
         conn.close()
         raise AssociationAborted(_cut_short(where, verb, f"closed the connection ({exc})", landing,
@@ -504,11 +512,14 @@ class StorageSCP:
             thread.start()
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = ul.Connection(sock, self.timeout)
+        conn = ul.Connection(sock, self.timeout, max_pdu=MAX_PDU)
         with self._lock:
             self._connections.add(conn)
         try:
             self._associate_and_store(conn)
+        except ul.PeerMalformed as exc:
+            LOGGER.warning("storage association aborted: the peer sent something that is not valid DICOM: %s", exc)
+            _abort(conn)
         except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent, ul.Release) as exc:
             LOGGER.debug("storage association ended: %s", exc)
         except DicomnbError as exc:  # pragma: no cover - a landing error is a status, not an exception

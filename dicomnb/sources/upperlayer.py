@@ -9,15 +9,20 @@ with ``struct``, and a data set is never decoded here (it goes to its file as re
 
 Association set-up and its failures (rejection, abort, TLS refusal, silence) are turned
 into dicomnb's errors by the callers (:mod:`dicomnb.sources.retrieve`); this module raises
-:class:`PeerAborted`, :class:`PeerClosed` and :class:`PeerSilent` for what happens on the
-wire.
+:class:`PeerAborted`, :class:`PeerClosed`, :class:`PeerMalformed` and :class:`PeerSilent`
+for what happens on the wire.
+
+What a peer sends is checked before it is trusted: a PDU header is judged before its body
+is read (its type, and its length against a bound per type: see :func:`pdu_limit`), so a
+hostile length field costs neither memory nor a wait for bytes that never come; items and
+PDV items must lie within their PDU.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from dicomnb.core.retrieval import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION
@@ -29,13 +34,35 @@ __all__ = [
     "Message",
     "PeerAborted",
     "PeerClosed",
+    "PeerMalformed",
     "PeerSilent",
     "PresentationContext",
+    "check_pdu",
     "decode_command",
     "encode_command",
 ]
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+
+#: The maximum PDU length we announce (what a P-DATA-TF sent to us may hold): large, so
+#: few PDUs per instance.
+MAX_PDU = 1 << 22
+
+# Bounds on what a peer's PDU length field may claim; a PDU beyond them is refused before
+# its body is read (a buffered read allocates the length asked for at once: 0xFFFFFFFF
+# would cost 4 GiB, and the 1 GiB cap this replaces let a peer cost us 1 GiB per PDU).
+# - A P-DATA-TF: the maximum length we announced, plus 64 KiB of slack for peers that count
+#   the length differently (headers included, say): still a bounded, modest allocation.
+# - An A-ASSOCIATE-AC answers at most 128 presentation contexts with one transfer syntax
+#   each, plus user information (role selections for 128 SOP classes included): about
+#   20 KiB at most, so 64 KiB is generous. We ask for no user identity response, the one
+#   item that could be larger.
+# - An A-ASSOCIATE-RQ (our Storage SCP reads them) may propose 128 contexts with many
+#   transfer syntaxes each: 1 MiB.
+# - A-ASSOCIATE-RJ, A-RELEASE and A-ABORT hold 4 bytes; the 64 KiB bound serves them too.
+P_DATA_SLACK = 1 << 16
+MAX_ASSOCIATE_AC = 1 << 16
+MAX_ASSOCIATE_RQ = 1 << 20
 
 # PDU types (PS3.8 9.3)
 ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ = 0x01, 0x02, 0x03
@@ -79,7 +106,15 @@ class PeerAborted(Exception):
 
 
 class PeerClosed(Exception):
-    """The peer closed the connection (or sent something that is not DICOM)."""
+    """The peer closed the connection, or the connection failed (see also :class:`PeerMalformed`)."""
+
+
+class PeerMalformed(PeerClosed):
+    """The peer sent something that is not valid DICOM (unknown PDU type, impossible length).
+
+    A :class:`PeerClosed`: the connection cannot be used any more; callers that can should
+    send an A-ABORT before closing it.
+    """
 
 
 class PeerSilent(Exception):
@@ -159,6 +194,17 @@ class Association:
     roles: dict[str, tuple[int, int]] = field(default_factory=dict)   # SOP class → (SCU, SCP)
     implementation_uid: str = ""
 
+    def check_answers(self, proposed: Collection[int]) -> None:
+        """Raise :class:`PeerMalformed` when this A-ASSOCIATE-AC answers a context not in ``proposed``.
+
+        PS3.8 9.3.3.2: each answered context is one that was proposed. An answer for another
+        would leave us unsure which of ours it meant: a faulty peer, not one to talk to.
+        """
+        strangers = sorted({c.id for c in self.contexts} - set(proposed))
+        if strangers:
+            raise PeerMalformed(f"an A-ASSOCIATE-AC answering presentation context "
+                                f"{', '.join(map(str, strangers))}, which we never proposed")
+
     def encode(self, kind: int, max_pdu: int) -> bytes:
         """The A-ASSOCIATE-RQ (``kind`` 1) or -AC (2) PDU proposing/answering :attr:`contexts`."""
         items = [_item(0x10, APPLICATION_CONTEXT.encode())]
@@ -182,13 +228,21 @@ class Association:
 
     @classmethod
     def decode(cls, body: bytes) -> Association:
-        """Read an A-ASSOCIATE-RQ or -AC PDU's body."""
+        """Read an A-ASSOCIATE-RQ or -AC PDU's body.
+
+        Raises
+        ------
+        PeerMalformed
+            The body is too short, or an item runs past its end.
+        """
         if len(body) < 68:
-            raise PeerClosed("an A-ASSOCIATE PDU too short to read")
+            raise PeerMalformed(f"an A-ASSOCIATE PDU of {len(body)} bytes, too short to read (68 at least)")
         found = cls(called=body[4:20].decode("ascii", "replace").strip(),
                     calling=body[20:36].decode("ascii", "replace").strip())
         for kind, content in _items(body, 68):
             if kind in (0x20, 0x21):
+                if len(content) < 4:
+                    raise PeerMalformed(f"a presentation context item of {len(content)} bytes (4 at least)")
                 context = PresentationContext(content[0], "", [], content[2] if kind == 0x21 else -1)
                 for sub, value in _items(content, 4):
                     uid = _uid(value)
@@ -218,9 +272,15 @@ def _uid(raw: bytes) -> str:
 
 
 def _items(data: bytes, start: int) -> Iterable[tuple[int, bytes]]:
+    """The (type, content) items of ``data`` from ``start``; each must end within ``data``."""
     position = start
-    while position + 4 <= len(data):
+    while position < len(data):
+        if position + 4 > len(data):
+            raise PeerMalformed(f"{len(data) - position} stray bytes after the last item of an A-ASSOCIATE PDU")
         kind, _, length = _ITEM.unpack_from(data, position)
+        if position + 4 + length > len(data):
+            raise PeerMalformed(f"an item (type 0x{kind:02X}) of {length} bytes that runs past the end of its "
+                                f"A-ASSOCIATE PDU ({len(data) - position - 4} bytes left)")
         yield kind, data[position + 4:position + 4 + length]
         position += 4 + length
 
@@ -257,6 +317,62 @@ class Release(Exception):
     """The peer asked to release the association (raised by :meth:`Connection.read_message`)."""
 
 
+def pdv_items(body: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """The PDV items of a P-DATA-TF body: (context ID, control header, start, end) of each fragment.
+
+    Raises
+    ------
+    PeerMalformed
+        An item that runs past the PDU, or one too short to hold its header.
+    """
+    position = 0
+    while position < len(body):
+        if position + 6 > len(body):
+            raise PeerMalformed(f"{len(body) - position} stray bytes after the last PDV item of a P-DATA-TF")
+        length, context_id, control = _PDV.unpack_from(body, position)
+        # The length counts the context ID and the control header: 2 at least.
+        if length < 2 or position + 4 + length > len(body):
+            raise PeerMalformed(f"a PDV item of length {length} in a P-DATA-TF with {len(body) - position - 4} "
+                                "bytes left for it")
+        yield context_id, control, position + 6, position + 4 + length
+        position += 4 + length
+
+
+def check_pdu(pdu: bytes, proposed: Collection[int]) -> None:
+    """Check a whole PDU received as an association requestor (for pynetdicom's, in :mod:`.dimse`).
+
+    ``proposed`` are the presentation context IDs we proposed. Checks what :class:`Connection`
+    checks as it reads: a known PDU type, an A-ASSOCIATE-AC that can be read and answers
+    only what we proposed, PDV items within their P-DATA-TF.
+
+    Raises
+    ------
+    PeerMalformed
+        What is wrong with it.
+    """
+    kind = pdu[0] if pdu else 0
+    if kind not in _PDU_NAMES:
+        raise PeerMalformed(f"a PDU of unknown type 0x{kind:02X}")
+    if kind == P_DATA:
+        for _ in pdv_items(pdu[6:]):
+            pass
+    elif kind == ASSOCIATE_AC:
+        Association.decode(pdu[6:]).check_answers(proposed)
+
+
+def pdu_limit(kind: int, max_pdu: int) -> int:
+    """The longest PDU body of type ``kind`` we read, having announced ``max_pdu`` (0: none)."""
+    if kind == P_DATA:
+        return (max_pdu or MAX_PDU) + P_DATA_SLACK
+    if kind == ASSOCIATE_RQ:
+        return MAX_ASSOCIATE_RQ
+    return MAX_ASSOCIATE_AC
+
+
+_PDU_NAMES = {ASSOCIATE_RQ: "A-ASSOCIATE-RQ", ASSOCIATE_AC: "A-ASSOCIATE-AC", ASSOCIATE_RJ: "A-ASSOCIATE-RJ",
+              P_DATA: "P-DATA-TF", RELEASE_RQ: "A-RELEASE-RQ", RELEASE_RP: "A-RELEASE-RP", ABORT: "A-ABORT"}
+
+
 class Connection:
     """A DICOM connection on a connected socket: PDUs and DIMSE messages.
 
@@ -266,15 +382,18 @@ class Connection:
         Connected (and TLS-wrapped, if TLS is used); Nagle is turned off here.
     timeout : float
         Seconds allowed for each read.
+    max_pdu : int
+        The maximum PDU length we announce on it (bounds the P-DATA-TF PDUs we read).
     """
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, max_pdu: int = MAX_PDU) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
         self.sock = sock
         self.timeout = timeout
         self._file = sock.makefile("rb", buffering=1 << 18)
+        self.max_pdu = max_pdu
         self.peer_max_pdu = 0     # what the peer accepts: 0 means no limit
         self.pdus = 0
 
@@ -291,10 +410,22 @@ class Connection:
         return data
 
     def read_pdu(self) -> tuple[int, bytes]:
-        """The next PDU: its type and body. An A-ABORT raises :class:`PeerAborted`."""
+        """The next PDU: its type and body. An A-ABORT raises :class:`PeerAborted`.
+
+        Raises
+        ------
+        PeerMalformed
+            An unknown PDU type, or a length beyond :func:`pdu_limit` (refused from the
+            header, before reading or allocating the body).
+        """
         kind, _, length = _HEADER.unpack(self._read(6))
-        if kind not in range(1, 8) or length > 1 << 30:
-            raise PeerClosed(f"the peer sent something that is not a DICOM PDU (type 0x{kind:02X})")
+        if kind not in _PDU_NAMES:
+            raise PeerMalformed(f"a PDU of unknown type 0x{kind:02X}" + (
+                f" ({chr(kind)!r}: text, as a web server answers)" if 0x20 < kind < 0x7F else ""))
+        limit = pdu_limit(kind, self.max_pdu)
+        if length > limit:
+            raise PeerMalformed(f"a PDU ({_PDU_NAMES[kind]}) announcing {length} bytes, more than the {limit} "
+                                "accepted")
         body = self._read(length)
         self.pdus += 1
         if kind == ABORT:
@@ -312,7 +443,14 @@ class Connection:
 
     # -- DIMSE messages -------------------------------------------------------------------
     def read_message(self) -> Message:
-        """The next DIMSE message; raises :class:`Release` when the peer asks to release."""
+        """The next DIMSE message; raises :class:`Release` when the peer asks to release.
+
+        Raises
+        ------
+        PeerMalformed
+            A PDV item that does not fit its P-DATA-TF, a PDU of another type in the middle
+            of the message, a data set before its command (and what :meth:`read_pdu` raises).
+        """
         command = bytearray()
         data: list[memoryview] = []
         context_id = 0
@@ -322,13 +460,10 @@ class Connection:
             if kind == RELEASE_RQ:
                 raise Release()
             if kind != P_DATA:
-                raise PeerClosed(f"the peer sent PDU type 0x{kind:02X} in the middle of a message")
+                raise PeerMalformed(f"an {_PDU_NAMES[kind]} PDU in the middle of a DIMSE message")
             view = memoryview(body)
-            position = 0
-            while position + 6 <= len(body):
-                length, context_id, control = _PDV.unpack_from(body, position)
-                fragment = view[position + 6:position + 4 + length]
-                position += 4 + length
+            for context_id, control, start, end in pdv_items(body):
+                fragment = view[start:end]
                 if control & 0x01:
                     command += fragment
                     if control & 0x02:
@@ -341,7 +476,7 @@ class Connection:
                     data.append(fragment)
                     if control & 0x02:
                         if not command_done:
-                            raise PeerClosed("the peer sent a data set before its command")
+                            raise PeerMalformed("a data set before its command")
                         return Message(context_id, decode_command(bytes(command)), data)
 
     def send_message(self, context_id: int, command: bytes, data_set: bytes | None = None) -> None:

@@ -391,6 +391,20 @@ def test_cancel_returns_at_once_with_the_rows_so_far(scripted: Callable[..., Scr
     assert result.message.startswith("cancelled: 1 study from scripted had arrived")
 
 
+def test_an_entity_answered_once_per_instance_is_one_row(scripted: Callable[..., ScriptedFind]) -> None:
+    # pynetdicom's qrscp answers a STUDY query once per instance of the study.
+    def per_instance(event: Any, release: threading.Event) -> Iterator[Any]:
+        for uid in ("1.2.3.1", "1.2.3.1", "1.2.3.2", "1.2.3.1", "1.2.3.3"):
+            yield 0xFF00, study("Doe^Jane", uid)
+        yield 0x0000, None
+
+    peer = scripted(per_instance)
+    result = dicomnb.query(peer.node, SearchCriteria(), timeout=10)
+    assert [row["StudyInstanceUID"] for row in result.rows] == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
+    limited = dicomnb.query(peer.node, SearchCriteria(), limit=2, timeout=10)
+    assert [row["StudyInstanceUID"] for row in limited.rows] == ["1.2.3.1", "1.2.3.2"] and limited.limited
+
+
 def test_cancel_before_any_answer(scripted: Callable[..., ScriptedFind]) -> None:
     def never(event: Any, release: threading.Event) -> Iterator[Any]:
         release.wait(30)

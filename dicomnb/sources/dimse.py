@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
 import threading
 import time
 import warnings
@@ -54,7 +53,6 @@ from dicomnb.core.deps import import_optional_dependency
 from dicomnb.core.errors import (
     AssociationAborted,
     AssociationRejected,
-    ConfigError,
     ConnectionFailed,
     CriteriaError,
     QueryFailed,
@@ -68,7 +66,9 @@ from dicomnb.core.query import (
     check_limit,
     find_identifier,
 )
+from dicomnb.sources import dimse_faults as faults
 from dicomnb.sources import upperlayer as ul
+from dicomnb.sources.dimse_faults import tls_context
 
 __all__ = [
     "STUDY_ROOT_FIND",
@@ -87,67 +87,6 @@ VERIFICATION = "1.2.840.10008.1.1"
 
 #: Study Root Query/Retrieve Information Model - FIND.
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-
-_HINTS = {
-    "called ae title not recognised": "check the node's AE title (dicomnb node add NAME --aet ... --replace)",
-    "calling ae title not recognised": "ask the archive's administrator to declare our AE title {calling}",
-    "temporary congestion": "the archive is busy: try again later",
-    "local limit exceeded": "the archive has too many associations open: try again later",
-}
-
-
-def _where(node: DicomNode) -> str:
-    return f"{node.name} ({node.aet}@{node.host}:{node.port})"
-
-
-def tls_context(node: DicomNode) -> ssl.SSLContext | None:
-    """The TLS client context for ``node``, or None when it does not use TLS.
-
-    Raises
-    ------
-    ConfigError
-        A TLS file cannot be read or is not a PEM certificate/key.
-    """
-    if not node.tls_ca:
-        return None
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls_ca)
-        if node.tls_cert:
-            context.load_cert_chain(node.tls_cert, node.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"node {node.name!r}: cannot use its TLS files: {exc}: check --tls-ca, "
-                          "--tls-cert and --tls-key (PEM files)") from exc
-    return context
-
-
-def _probe(node: DicomNode, timeout: float, context: ssl.SSLContext | None) -> ConnectionFailed:
-    """Find out why no connection could be opened to ``node``."""
-    where = _where(node)
-    try:
-        sock = socket.create_connection((node.host, node.port), timeout=timeout)
-    except ConnectionRefusedError:
-        return ConnectionFailed(f"{where}: connection refused: is the server running? "
-                                f"(and is {node.port} its DICOM port?)")
-    except socket.gaierror as exc:
-        return ConnectionFailed(f"{where}: unknown host {node.host!r} ({exc.strerror}): check the host name")
-    except TimeoutError:
-        return ConnectionFailed(f"{where}: no answer within the timeout of {timeout:g} s: "
-                                "is the host reachable and the port open?")
-    except OSError as exc:
-        return ConnectionFailed(f"{where}: cannot connect: {exc.strerror or exc}")
-    with sock:
-        if context is None:
-            return ConnectionFailed(f"{where}: the connection failed (it works now: try again)")
-        try:
-            context.wrap_socket(sock, server_hostname=node.host).close()
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            return ConnectionFailed(
-                f"{where}: TLS refused ({reason}): check that the server speaks TLS on this port "
-                "and the node's --tls-ca (and --tls-cert/--tls-key if it checks client certificates)"
-            )
-    return ConnectionFailed(f"{where}: the TLS connection failed (it works now: try again)")
-
 
 @dataclass
 class _Seen:
@@ -209,32 +148,6 @@ class _Seen:
                 raw.close()
 
 
-def _malformed(where: str, during: str, what: object) -> str:
-    """The message for a peer that answered ``during`` with ``what``, which is not valid DICOM."""
-    return (f"{where} answered {during} with something that is not valid DICOM ({what}): the association "
-            "was aborted: is this port a DICOM server? If it is, its DICOM implementation is faulty: see its log")
-
-
-def _dropped(node: DicomNode, calling: CallingNode, closed: bool) -> AssociationAborted:
-    """A peer that aborted the association request, or ``closed`` the connection, instead of answering."""
-    # A TLS server closes a plain connection whose first bytes are not a TLS handshake.
-    tls = ", without TLS (if it wants TLS, give the node --tls-ca)" if closed and not node.tls_ca else ""
-    return AssociationAborted(f"{_where(node)} aborted the association request or closed the connection: is it "
-                              f"a DICOM port{tls}, and does the archive accept us (calling AE title {calling.aet})?")
-
-
-def _rejection(node: DicomNode, calling: CallingNode, primitive: Any) -> AssociationRejected:
-    result = str(getattr(primitive, "result_str", "rejected")).lower()
-    source = str(getattr(primitive, "source_str", "unknown source")).lower()
-    reason = str(getattr(primitive, "reason_str", "no reason given")).lower()
-    hint = _HINTS.get(reason, "check the node's AE title, host and port with the archive's administrator")
-    return AssociationRejected(
-        f"{_where(node)} rejected the association ({result}, by the {source}: {reason}): "
-        + hint.format(calling=calling.aet),
-        result=result, source=source, reason=reason,
-    )
-
-
 @contextlib.contextmanager
 def association(
     node: DicomNode,
@@ -277,21 +190,21 @@ def association(
         (pynetdicom.evt.EVT_DATA_RECV, seen.on_data),
     ]
     started = time.monotonic()
-    LOGGER.debug("associating with %s", _where(node))
+    LOGGER.debug("associating with %s", faults.where_of(node))
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, evt_handlers=handlers,
                          tls_args=(context, node.host) if context else None)
     try:
         if not assoc.is_established:
             elapsed = time.monotonic() - started
             if assoc.is_rejected or seen.rejection is not None:
-                raise _rejection(node, calling, seen.rejection or assoc.acceptor.primitive)
+                raise faults.rejection(node, calling, seen.rejection or assoc.acceptor.primitive)
             if seen.malformed:
-                raise AssociationAborted(_malformed(_where(node), "the association request", seen.malformed))
+                raise AssociationAborted(faults.malformed(faults.where_of(node), "the association request", seen.malformed))
             if not seen.opened:
-                raise _probe(node, timeout, context)
+                raise faults.probe(node, timeout, context)
             if "A_ASSOCIATE_AC" in seen.pdus:
                 raise AssociationRejected(
-                    f"{_where(node)} accepted the association but none of the services proposed "
+                    f"{faults.where_of(node)} accepted the association but none of the services proposed "
                     f"({', '.join(abstract_syntaxes)}): it does not offer them to us",
                     result="no presentation context accepted", source="service user",
                     reason="no presentation context accepted",
@@ -300,21 +213,21 @@ def association(
                 # TLS 1.3 servers check the client certificate after the handshake: a
                 # refusal shows up as the connection closing before any DICOM answer.
                 raise ConnectionFailed(
-                    f"{_where(node)}: TLS refused: the server closed the connection after the "
+                    f"{faults.where_of(node)}: TLS refused: the server closed the connection after the "
                     "TLS handshake: does it require a client certificate (--tls-cert/--tls-key), "
                     "and does it trust ours?"
                 )
             if "A_ABORT_RQ" in seen.pdus or elapsed < timeout * 0.9:
-                raise _dropped(node, calling, closed="A_ABORT_RQ" not in seen.pdus)
+                raise faults.dropped(node, calling, closed="A_ABORT_RQ" not in seen.pdus)
             raise ConnectionFailed(
-                f"{_where(node)}: no answer to the association request within the timeout of "
+                f"{faults.where_of(node)}: no answer to the association request within the timeout of "
                 f"{timeout:g} s: is this port a DICOM server? (raise the timeout if it is slow)"
             )
         try:
             yield assoc
         except (AssociationAborted, QueryFailed) as exc:
             if seen.malformed:  # what the request's failure came from
-                raise AssociationAborted(_malformed(_where(node), "our request", seen.malformed)) from exc
+                raise AssociationAborted(faults.malformed(faults.where_of(node), "our request", seen.malformed)) from exc
             raise
     finally:
         if assoc.is_established:
@@ -348,12 +261,12 @@ def echo(node: DicomNode, calling: CallingNode | None = None, timeout: float = 1
         elapsed = time.monotonic() - started
         if "Status" not in status:
             if assoc.is_aborted:
-                raise AssociationAborted(f"{_where(node)} aborted the association during the C-ECHO")
-            raise QueryFailed(f"{_where(node)}: no answer to the C-ECHO within {timeout:g} s")
+                raise AssociationAborted(f"{faults.where_of(node)} aborted the association during the C-ECHO")
+            raise QueryFailed(f"{faults.where_of(node)}: no answer to the C-ECHO within {timeout:g} s")
         code = int(status.Status)
         if code != 0x0000:
-            raise QueryFailed(f"{_where(node)} answered the C-ECHO with status 0x{code:04X}", status=code)
-    LOGGER.debug("C-ECHO %s: %.3f s", _where(node), elapsed)
+            raise QueryFailed(f"{faults.where_of(node)} answered the C-ECHO with status 0x{code:04X}", status=code)
+    LOGGER.debug("C-ECHO %s: %.3f s", faults.where_of(node), elapsed)
     return elapsed
 
 
@@ -363,42 +276,9 @@ _POLL = 0.02          # seconds between two looks at the response queue (and the
 _CANCEL_GRACE = 0.3   # seconds an archive gets to confirm a cancel before we abort
 _PENDING = (0xFF00, 0xFF01)
 _CANCEL_STATUS = 0xFE00
+_UNIQUE_KEYS = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 _NOT_IN_ROWS = {"SpecificCharacterSet", "QueryRetrieveLevel"}
 _TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "UC"}
-
-
-def _status_words(code: int) -> tuple[str, str]:
-    """(what the status means, what to do) for a C-FIND failure status."""
-    if code == 0xA700:
-        return ("out of resources",
-                "the archive cannot answer this search now: narrow it (a date range, fewer "
-                "wildcards) or try again later")
-    if code == 0xA900:
-        return ("identifier does not match SOP class",
-                "the archive refuses the keys sent: a SERIES query needs the study's "
-                "StudyInstanceUID, an IMAGE query the study's and the series'")
-    if 0xC000 <= code <= 0xCFFF:
-        return ("unable to process",
-                "the archive could not process the search; strict archives refuse a PATIENT "
-                "level on Study Root and want the StudyInstanceUID at SERIES level and the "
-                "SeriesInstanceUID at IMAGE level")
-    if code == 0x0122:
-        return ("SOP class not supported", "the archive does not offer Study Root C-FIND")
-    if code == 0x0124:
-        return ("not authorised", "ask the archive's administrator to let our AE title query it")
-    return ("failure", "see the archive's log")
-
-
-def _failure(where: str, code: int, status: Any) -> QueryFailed:
-    words, hint = _status_words(code)
-    comment = str(status.get("ErrorComment", "") or "").strip()
-    offending = status.get("OffendingElement")
-    details = f": {comment}" if comment else ""
-    if offending:
-        tags = offending if isinstance(offending, (list, tuple)) else [offending]
-        details += f" (offending element {', '.join(str(t) for t in tags)})"
-    return QueryFailed(f"{where} answered the C-FIND with status 0x{code:04X} ({words}){details}: {hint}",
-                       status=code)
 
 
 def _dataset(identifier: Mapping[str, Any]) -> Any:
@@ -588,6 +468,10 @@ def _stream(
         raise QueryFailed(f"{where}: the C-FIND could not be sent: {exc}") from exc
     matches = 0
     done = False
+    # Some archives (pynetdicom's qrscp) answer a STUDY or SERIES query once per instance:
+    # one row per entity is kept, by the level's unique key.
+    unique = _UNIQUE_KEYS.get(str(getattr(dataset, "QueryRetrieveLevel", "")), "")
+    seen: set[object] = set()
     try:
         while True:
             state = _wait(assoc, cancel, timeout)
@@ -616,11 +500,17 @@ def _stream(
                     return FindOutcome(matches, cancelled=True, status=code)
                 if code == 0x0000 or code == 0x0001 or 0xB000 <= code <= 0xBFFF:  # success, warnings
                     return FindOutcome(matches, status=code)
-                raise _failure(where, code, status)
+                raise faults.failure(where, code, status)
             if identifier is None:
                 LOGGER.warning("%s: a C-FIND response that could not be decoded was skipped", where)
                 continue
             row = _row(identifier, charset)
+            key = row.get(unique)
+            if key:
+                if key in seen:
+                    LOGGER.debug("%s: a second answer for %s %s was skipped", where, unique, key)
+                    continue
+                seen.add(key)
             if accept is not None and (not accept(row) or (cancel is not None and cancel.is_set())):
                 continue
             matches += 1
@@ -656,7 +546,7 @@ class _ModalityCheck:
             identifier = {"QueryRetrieveLevel": "SERIES", "SpecificCharacterSet": self.charset,
                           "StudyInstanceUID": uid, "SeriesInstanceUID": "", "Modality": ""}
             self.msg_id += 1
-            series = _stream(self.assoc, _where(self.node), _dataset(identifier), self.charset,
+            series = _stream(self.assoc, faults.where_of(self.node), _dataset(identifier), self.charset,
                              cancel=self.cancel, timeout=self.timeout, msg_id=self.msg_id)
             found = {str(r["Modality"]) for r in series if r.get("Modality")}
             modalities = row["ModalitiesInStudy"] = sorted(found)
@@ -744,7 +634,7 @@ def find(
         wanted = frozenset(criteria.modalities) if level in ("study", "series") else frozenset()
     dataset = _dataset(identifier)
     _check_encodable(dataset)
-    where = _where(node)
+    where = faults.where_of(node)
     with contextlib.ExitStack() as stack:
         assoc = stack.enter_context(association(node, calling, abstract_syntaxes=(STUDY_ROOT_FIND,),
                                                 timeout=timeout))
@@ -787,7 +677,7 @@ def find_instances(
     CriteriaError, ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
         As :func:`find`.
     """
-    where = _where(node)
+    where = faults.where_of(node)
     charset = SearchCriteria().specific_character_set
     rows: list[dict[str, object]] = []
     with association(node, calling, abstract_syntaxes=(STUDY_ROOT_FIND,), timeout=timeout) as assoc:

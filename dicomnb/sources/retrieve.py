@@ -48,8 +48,9 @@ from dicomnb.core.errors import (
 from dicomnb.core.nodes import CallingNode, DicomNode
 from dicomnb.core.retrieval import Expected, Landing, part10_header
 from dicomnb.core.tcs import IMPLICIT_LE, TransferSyntaxes, common_storage_classes
+from dicomnb.sources import dimse_faults as faults
 from dicomnb.sources import upperlayer as ul
-from dicomnb.sources.dimse import _dropped, _failure, _malformed, _probe, _rejection, _where, tls_context
+from dicomnb.sources.dimse_faults import tls_context
 
 __all__ = ["GET_MODEL", "MOVE_MODEL", "StorageSCP", "list_instances", "retrieve_dimse"]
 
@@ -79,18 +80,18 @@ _REASONS = {1: {1: "no reason given", 2: "application context name not supported
 def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationContext],
           roles: dict[str, tuple[int, int]], timeout: float) -> ul.Connection:
     """Associate with ``node`` proposing ``contexts``; return the connection (contexts answered)."""
-    where = _where(node)
+    where = faults.where_of(node)
     tls = tls_context(node)
     try:
         sock = socket.create_connection((node.host, node.port), timeout=timeout)
     except OSError as exc:
-        raise _probe(node, timeout, None) from exc
+        raise faults.probe(node, timeout, None) from exc
     if tls is not None:
         try:
             sock = tls.wrap_socket(sock, server_hostname=node.host)
         except (ssl.SSLError, OSError) as exc:
             sock.close()
-            raise _probe(node, timeout, tls) from exc
+            raise faults.probe(node, timeout, tls) from exc
     conn = ul.Connection(sock, timeout, max_pdu=MAX_PDU)
     request = ul.Association(called=node.aet, calling=calling.aet, contexts=contexts, roles=roles)
     try:
@@ -101,7 +102,7 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
             answer.check_answers([c.id for c in contexts])
     except ul.PeerMalformed as exc:
         _abort(conn)
-        raise AssociationAborted(_malformed(where, "the association request", exc)) from exc
+        raise AssociationAborted(faults.malformed(where, "the association request", exc)) from exc
     except (ul.PeerAborted, ul.PeerClosed) as exc:
         conn.close()
         if tls is not None and isinstance(exc, ul.PeerClosed):
@@ -109,7 +110,7 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
                 f"{where}: TLS refused: the server closed the connection after the TLS handshake: "
                 "does it require a client certificate (--tls-cert/--tls-key), and does it trust ours?"
             ) from exc
-        raise _dropped(node, calling, closed=isinstance(exc, ul.PeerClosed)) from exc
+        raise faults.dropped(node, calling, closed=isinstance(exc, ul.PeerClosed)) from exc
     except ul.PeerSilent as exc:
         conn.close()
         raise ConnectionFailed(f"{where}: no answer to the association request within the timeout of "
@@ -121,7 +122,7 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
         primitive = SimpleNamespace(result_str=_RESULTS.get(result, f"result {result}"),
                                     source_str=_SOURCES.get(source, f"source {source}"),
                                     reason_str=_REASONS.get(source, {}).get(reason, f"reason {reason}"))
-        raise _rejection(node, calling, primitive)
+        raise faults.rejection(node, calling, primitive)
     if answer is None:
         _abort(conn)
         raise AssociationAborted(f"{where} answered the association request with PDU type 0x{kind:02X}")
@@ -212,7 +213,7 @@ def _find(conn: ul.Connection, where: str, identifier: dict[str, object], msg_id
             continue
         if code == 0x0000 or 0xB000 <= code <= 0xBFFF:
             return found
-        raise _failure(where, code, {"ErrorComment": message.text(ul.ERROR_COMMENT)})
+        raise faults.failure(where, code, {"ErrorComment": message.text(ul.ERROR_COMMENT)})
 
 
 def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] | None = None, *,
@@ -237,7 +238,7 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
         As :func:`retrieve_dimse`.
     """
     calling = calling or CallingNode()
-    where = _where(node)
+    where = faults.where_of(node)
     find_context = ul.PresentationContext(1, FIND_MODEL, [IMPLICIT_LE])
     conn = _open(node, calling, [find_context], {}, timeout)
     try:
@@ -270,7 +271,7 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
                     expected[sop] = Expected(study_uid, series_uid, sop, str(getattr(ds, "SOPClassUID", "") or ""))
     except ul.PeerMalformed as exc:
         _abort(conn)
-        raise AssociationAborted(_malformed(where, "the C-FIND", exc)) from exc
+        raise AssociationAborted(faults.malformed(where, "the C-FIND", exc)) from exc
     except (ul.PeerAborted, ul.PeerClosed, ul.Release) as exc:
         conn.close()
         raise AssociationAborted(f"{where} aborted the association during the C-FIND, or closed the "
@@ -342,7 +343,7 @@ def storage_contexts(sop_classes: Sequence[str], tcs: TransferSyntaxes,
 def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _Unit, verb: str,
              landing: Landing | None, contexts: dict[int, ul.PresentationContext]) -> None:
     """Send one C-GET/C-MOVE request and read its responses (and C-STOREs) to the final one."""
-    where = _where(node)
+    where = faults.where_of(node)
     model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
     request_context = next(c for c in contexts.values() if c.abstract_syntax == model)
     if not request_context.accepted:
@@ -388,7 +389,7 @@ def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _
 def _run(node: DicomNode, calling: CallingNode, unit: _Unit, verb: str, landing: Landing,
          tcs: TransferSyntaxes, timeout: float) -> None:
     """One series (or part of one) on its own association."""
-    where = _where(node)
+    where = faults.where_of(node)
     model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
     first = [ul.PresentationContext(1, model, [IMPLICIT_LE])]
     roles: dict[str, tuple[int, int]] = {}

@@ -1,21 +1,25 @@
 """Where retrieved instances land, and what a retrieve reports.
 
-Every retrieve method (C-GET, C-MOVE, WADO-URI) starts from the instances a C-FIND listed
+Every retrieve method (C-GET, C-MOVE, WADO-URI, WADO-RS) starts from the instances a C-FIND listed
 (:class:`Expected`) and hands each instance that arrives to one :class:`Landing`, which
 
 - accepts only the instances it is waiting for (anything else is refused and reported),
 - writes the file atomically in the local store (:func:`~dicomnb.core.store.instance_path`:
-  names are hashes of the UIDs, never the UIDs),
+  names are hashes of the UIDs, never the UIDs), or, for an instance streamed to a temporary
+  file in the store (:meth:`Landing.land_file`), renames it into place once its header
+  says which instance it is,
 - files it into the catalog at once (so an interrupted retrieve keeps what arrived),
 - copies it to the destination folder, when one was asked for.
 
 Before anything is asked for, instances the store already holds complete are filed from
 there and not fetched again: a retrieve can be run again to finish an interrupted one.
-The network side lives in :mod:`dicomnb.sources.retrieve` and :mod:`dicomnb.sources.wado_uri`.
+The network side lives in :mod:`dicomnb.sources.retrieve`, :mod:`dicomnb.sources.wado_uri`
+and :mod:`dicomnb.sources.dicomweb`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -42,6 +46,8 @@ SUCCESS = 0x0000
 REFUSED_NOT_AUTHORISED = 0x0124     # not an instance we asked for
 OUT_OF_RESOURCES = 0xA700           # the file could not be written
 CANNOT_UNDERSTAND = 0xC000          # what arrived is not a readable instance
+
+_COPY_CHUNK = 1 << 20               # bytes read at a time when copying a stored file
 
 #: The columns of an instance in ``RetrieveResult.to_json()``.
 JSON_COLUMNS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID",
@@ -251,25 +257,16 @@ class Landing:
         ``data`` is a whole Part 10 file, or (with ``header`` from :func:`part10_header`)
         the data set as received over DIMSE, in one piece or in fragments.
         """
-        e = self.expected.get(sop_instance_uid)
-        with self._lock:
-            if e is None:
-                self.errors.append(f"{sender or 'the archive'} sent instance {sop_instance_uid!r}, "
-                                   "which was not asked for: refused")
-                return REFUSED_NOT_AUTHORISED
-            if sop_instance_uid not in self.pending:
-                return SUCCESS  # sent twice: the first copy stands
+        refusal = self._refusal(sop_instance_uid, sender)
+        if refusal is not None:
+            return refusal
+        e = self.expected[sop_instance_uid]
         content = header + (data if isinstance(data, bytes) else b"".join(data))
         path = instance_path(e.study_uid, e.series_uid, sop_instance_uid)
         item = classify_head(content, len(content), None, lambda: io.BytesIO(content), str(path),
                              self.source, self.origin)
-        if not isinstance(item, InstanceRecord) or item.SOPInstanceUID != sop_instance_uid:
-            why = item.message if isinstance(item, ErrorRecord) else (
-                f"its SOP Instance UID is {getattr(item, 'SOPInstanceUID', None)!r}"
-                if isinstance(item, InstanceRecord) else "it is not DICOM")
-            with self._lock:
-                self.errors.append(f"instance {sop_instance_uid!r} from {sender or 'the archive'} "
-                                   f"is not usable: {why}")
+        record = self._checked(item, sop_instance_uid, sender)
+        if record is None:
             return CANNOT_UNDERSTAND
         try:
             with atomic_writer(path) as f:
@@ -279,12 +276,73 @@ class Landing:
                 self.errors.append(f"cannot write instance {sop_instance_uid!r} to {path}: "
                                    f"{exc.strerror or exc}")
             return OUT_OF_RESOURCES
+        return self._landed(e, path, record, content)
+
+    def land_file(self, temporary: str | os.PathLike[str], *, sender: str = "") -> int:
+        """Land one arrived instance already written to ``temporary``; return the C-STORE status.
+
+        For instances streamed to disk (WADO-RS): ``temporary`` is a complete Part 10 file
+        under a temporary name in the store (the same file system, so the rename is atomic).
+        The same checks as :meth:`land` are made, reading only the file's header: it must be
+        a readable DICOM instance, one this retrieve waits for. It is then renamed into place
+        (:func:`~dicomnb.core.store.instance_path`, named after the SOP Instance UID it holds)
+        and filed; otherwise it is deleted. Either way ``temporary`` is gone afterwards.
+        """
+        temporary = Path(temporary)
+        try:
+            record = self._checked(classify_file(str(temporary), self.source, self.origin), "", sender)
+            if record is None:
+                return CANNOT_UNDERSTAND
+            sop = record.SOPInstanceUID
+            refusal = self._refusal(sop, sender)
+            if refusal is not None:
+                return refusal
+            e = self.expected[sop]
+            path = instance_path(e.study_uid, e.series_uid, sop)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temporary, path)
+            except OSError as exc:
+                with self._lock:
+                    self.errors.append(f"cannot move instance {sop!r} to {path}: {exc.strerror or exc}")
+                return OUT_OF_RESOURCES
+            return self._landed(e, path, record.replace(path=str(path)), None)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)  # refused or failed: nothing half-kept (gone already if moved)
+
+    def _refusal(self, sop_instance_uid: str, sender: str) -> int | None:
+        """The status to answer an instance with that is not (or no longer) awaited, else None."""
+        with self._lock:
+            if sop_instance_uid not in self.expected:
+                self.errors.append(f"{sender or 'the archive'} sent instance {sop_instance_uid!r}, "
+                                   "which was not asked for: refused")
+                return REFUSED_NOT_AUTHORISED
+            if sop_instance_uid not in self.pending:
+                return SUCCESS  # sent twice: the first copy stands
+        return None
+
+    def _checked(self, item: Item, sop_instance_uid: str, sender: str) -> InstanceRecord | None:
+        """``item`` if it is the instance ``sop_instance_uid`` (any instance if empty), else None
+        with the reason noted."""
+        if isinstance(item, InstanceRecord) and item.SOPInstanceUID == (sop_instance_uid or item.SOPInstanceUID):
+            return item
+        why = item.message if isinstance(item, ErrorRecord) else (
+            f"its SOP Instance UID is {getattr(item, 'SOPInstanceUID', None)!r}"
+            if isinstance(item, InstanceRecord) else "it is not DICOM")
+        what = f"instance {sop_instance_uid!r}" if sop_instance_uid else "a part"
+        with self._lock:
+            self.errors.append(f"{what} from {sender or 'the archive'} is not usable: {why}")
+        return None
+
+    def _landed(self, e: Expected, path: Path, item: InstanceRecord, content: bytes | None) -> int:
+        """File an instance now in the store at ``path``; copy it to the destination."""
         self._copy_to_dest(e, path, content)
         with self._lock:
-            if sop_instance_uid not in self.pending:
+            if e.sop_instance_uid not in self.pending:
                 return SUCCESS
-            self.pending.discard(sop_instance_uid)
-            self.records[sop_instance_uid] = item
+            self.pending.discard(e.sop_instance_uid)
+            self.records[e.sop_instance_uid] = item
             self.retrieved += 1
             done = len(self.records)
         self.file_items([item])
@@ -302,7 +360,11 @@ class Landing:
         try:
             os.link(path, target)  # same file system: instant, and complete or absent
         except OSError:
-            atomic_write(target, content if content is not None else path.read_bytes())
+            if content is not None:
+                atomic_write(target, content)
+            else:  # a streamed instance may be large: copy it in pieces, never whole in memory
+                with open(path, "rb") as source:
+                    atomic_write(target, iter(lambda: source.read(_COPY_CHUNK), b""))
 
     # -- the end --------------------------------------------------------------------------------
     @property

@@ -372,6 +372,7 @@ def retrieve(
     progress: Callable[[int, int], object] | None = None,
     parallel: int = 3,
     raise_incomplete: bool = True,
+    cancel: threading.Event | None = None,
 ) -> RetrieveResult:
     """Retrieve a study (or some of its series) into the local store and the catalog.
 
@@ -408,6 +409,13 @@ def retrieve(
     raise_incomplete : bool
         Raise :class:`~dicomnb.errors.RetrieveIncomplete` when instances are missing
         (default); with False, return the result and let ``result.missing`` say so.
+    cancel : threading.Event, optional
+        Set it from another thread to stop (a download manager's pause): C-GET and C-MOVE
+        send C-CANCEL, keep what arrives until the archive ends (a second at most, then the
+        associations are aborted), begin no further series, and return the result with
+        ``cancelled`` True, without raising RetrieveIncomplete; retrieving again fetches
+        only the missing instances. Set before the start, nothing is asked of the archive.
+        WADO-URI and WADO-RS notice it only before they start.
 
     Returns
     -------
@@ -418,8 +426,9 @@ def retrieve(
     Raises
     ------
     RetrieveIncomplete
-        Instances listed by the C-FIND did not arrive; ``.missing`` lists their SOP Instance
-        UIDs and ``.result`` is the :class:`RetrieveResult`. Retrieving again fetches just those.
+        Instances listed by the C-FIND did not arrive (and it was not cancelled); ``.missing``
+        lists their SOP Instance UIDs and ``.result`` is the :class:`RetrieveResult`.
+        Retrieving again fetches just those.
     ConfigError
         No saved node of that name, an unknown method, no WADO-URI URL, a bad transfer
         syntax file, or (C-MOVE) a Storage SCP port that cannot be listened on.
@@ -436,6 +445,8 @@ def retrieve(
     target = _target(store, node)
     method = check_method(target, method)
     calling = calling or store.calling
+    if cancel is not None and cancel.is_set():
+        return RetrieveResult(node=target.name, study_uid=study_uid.strip(), method=method, cancelled=True)
     from dicomnb.api import catalog
 
     if isinstance(target, DicomWebNode):
@@ -464,16 +475,18 @@ def retrieve(
 
         retrieve_wado_uri(target, landing, timeout=timeout, parallel=parallel)
     else:
-        retrieve_dimse(target, landing, method=method, sop_classes=sop_classes, calling=calling,
-                       timeout=timeout, parallel=parallel)
+        cancelled = retrieve_dimse(target, landing, method=method, sop_classes=sop_classes, calling=calling,
+                                   timeout=timeout, parallel=parallel, cancel=cancel)
+        return _finish(landing, target, study_uid, method, raise_incomplete, cancelled)
     return _finish(landing, target, study_uid, method, raise_incomplete)
 
 
 def _finish(landing: Landing, target: AnyNode, study_uid: str, method: str,
-            raise_incomplete: bool) -> RetrieveResult:
-    """The result of a retrieve; RetrieveIncomplete when instances listed did not arrive."""
+            raise_incomplete: bool, cancelled: bool = False) -> RetrieveResult:
+    """The result of a retrieve; RetrieveIncomplete when instances listed did not arrive (unless cancelled)."""
     result = landing.result(target.name, study_uid.strip(), method)
-    if result.missing and raise_incomplete:
+    result.cancelled = cancelled
+    if result.missing and raise_incomplete and not cancelled:
         shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")
         error = RetrieveIncomplete(
             f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "

@@ -7,14 +7,16 @@ import copy
 import json
 import os
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
-from conftest import require_module
+from conftest import TEST_FILES, require_module, require_tool
 from netcommon import CT_INSTANCE, CT_SERIES, CT_STUDY, PEERS, collect_garbage, node_of  # noqa: F401 - collect_garbage: autouse fixture
 from pydicom.uid import generate_uid
 
@@ -224,33 +226,48 @@ def test_a_busy_move_port_is_a_config_error(orthanc: Any) -> None:
 
 # --- A study of several series, on servers of our own ----------------------------------------------
 
-@pytest.fixture(scope="module", params=PEERS)
-def several(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A server of its own holding one study: 2 series of 3 CT_small copies with fresh UIDs."""
-    require_module("pynetdicom")
+def write_study(folder: Path, series: int, per_series: int) -> tuple[str, list[Path]]:
+    """A study of ``series`` series of ``per_series`` CT_small copies with fresh UIDs, as files."""
     import peers
 
-    folder = tmp_path_factory.mktemp("several")
     source = pydicom.dcmread(peers.PYDICOM_DATA / "test_files" / "CT_small.dcm")
+    del source.DataSetTrailingPadding  # Orthanc drops it: without it, what comes back is byte for byte the same
     study = generate_uid()
     files = []
-    for number in range(2):
-        series = generate_uid()
-        for index in range(3):
+    for number in range(series):
+        series_uid = generate_uid()
+        for index in range(per_series):
             ds = copy.deepcopy(source)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series_uid, generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
             files.append(folder / f"{number}-{index}.dcm")
             ds.save_as(files[-1], enforce_file_format=True)
+    return study, files
+
+
+@contextlib.contextmanager
+def server_holding(name: str, folder: Path, series: int, per_series: int) -> Iterator[Any]:
+    """A server of its own (not the session's: their study lists are counted) holding one study."""
+    require_module("pynetdicom")
+    import peers
+
+    study, files = write_study(folder, series, per_series)
     start = {"orthanc": peers.run_orthanc, "dcmqrscp": peers.run_dcmqrscp, "qrscp": peers.run_qrscp}
-    if request.param == "orthanc":
+    if name in ("orthanc", "dcmqrscp"):
         from conftest import require_tool
 
-        require_tool("Orthanc")
-    with start[request.param](folder / "server", load=False) as peer:
+        require_tool("Orthanc" if name == "orthanc" else "dcmqrscp")
+    with start[name](folder / "server", load=False) as peer:
         assert peers.c_store_files(peer.aet, peer.port, files) == {}
         yield peer, study, {peers.sop_instance_uid(f): f for f in files}
+
+
+@pytest.fixture(scope="module", params=PEERS)
+def several(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server of its own holding one study: 2 series of 3 CT_small copies with fresh UIDs."""
+    with server_holding(request.param, tmp_path_factory.mktemp("several"), 2, 3) as held:
+        yield held
 
 
 @pytest.mark.integration
@@ -275,6 +292,87 @@ def test_several_series_get_move_and_resume(several: Any) -> None:
         os.unlink(record.path)
     moved = dicomnb.retrieve(node, study, method="c-move", calling=mover(peer))
     assert moved.retrieved == 6 and not moved.missing
+
+
+# --- Cancel mid-way, then resume -------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["orthanc", "dcmqrscp"])
+def crowded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server of its own holding one study of 6 series of 20 CT_small copies (120 instances)."""
+    with server_holding(request.param, tmp_path_factory.mktemp("crowded"), 6, 20) as held:
+        yield held
+
+
+def data_set_bytes(path: str | Path) -> bytes:
+    """The bytes of a Part 10 file after its file meta information (our meta differs by design)."""
+    raw = Path(path).read_bytes()
+    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00"
+    return raw[144 + int.from_bytes(raw[140:144], "little"):]
+
+
+def retrieve_threads() -> set[threading.Thread]:
+    """Threads of a retrieve: its series, our Storage SCP and its associations."""
+    return {t for t in threading.enumerate() if t.name.startswith(("dicomnb-retrieve", "dicomnb-storage"))}
+
+
+@pytest.fixture
+def arrivals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SOP Instance UID of every instance that reaches a Landing, as it arrives (twice if sent twice)."""
+    seen: list[str] = []
+    land = Landing.land
+
+    def counting(self: Landing, sop_instance_uid: str, *args: Any, **kwargs: Any) -> int:
+        seen.append(sop_instance_uid)
+        return land(self, sop_instance_uid, *args, **kwargs)
+
+    monkeypatch.setattr(Landing, "land", counting)
+    return seen
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["c-get", "c-move"])
+def test_cancel_mid_way_then_resume(crowded: Any, method: str, arrivals: list[str], isolated_cache: Path) -> None:
+    peer, study, originals = crowded
+    node = node_of(peer)
+    calling = mover(peer) if method == "c-move" else None
+    # set before the start: nothing is asked of the archive
+    cancel = threading.Event()
+    cancel.set()
+    before = dicomnb.retrieve(node, study, method=method, calling=calling, cancel=cancel)
+    assert before.cancelled and before.retrieved == 0 and not arrivals and len(dicomnb.catalog) == 0
+    assert before.message == f"cancelled before it started: nothing retrieved from {peer.name} ({method})"
+    # set once 30% have landed (from the thread landing them)
+    cancel = threading.Event()
+    set_at: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        if done >= 0.3 * total and not cancel.is_set():
+            set_at.append(time.monotonic())
+            cancel.set()
+
+    first = dicomnb.retrieve(node, study, method=method, calling=calling, progress=progress, cancel=cancel)
+    returned = time.monotonic()
+    assert first.cancelled and 0.3 * len(originals) <= first.retrieved < len(originals)
+    assert returned - set_at[0] < 1.5, returned - set_at[0]
+    assert sorted(first.missing) == sorted(set(originals) - {r.SOPInstanceUID for r in first.instances})
+    assert first.message.startswith(f"cancelled: {first.retrieved} of {len(originals)} instances arrived from ")
+    assert first.to_json()["cancelled"] is True and len(first.to_json()["missing"]) == len(first.missing)
+    assert not retrieve_threads()
+    # what landed is complete: byte for byte the data set sent, and nothing half-written
+    for record in first.instances:
+        assert data_set_bytes(record.path) == data_set_bytes(originals[record.SOPInstanceUID])
+    assert sorted(isolated_cache.rglob("*.dcm")) == sorted(Path(r.path) for r in first.instances)
+    assert not [p for p in isolated_cache.rglob("*") if p.is_file() and p.suffix != ".dcm"]
+    if method == "c-move":  # our Storage SCP is gone: its port is free again
+        with socket.create_server(("127.0.0.1", peer.move_port)):
+            pass
+    assert dicomnb.echo(node) >= 0  # the archive still answers
+    # again: only the missing ones are asked for, and each arrives once
+    arrivals.clear()
+    second = dicomnb.retrieve(node, study, method=method, calling=calling)
+    assert not second.cancelled and not second.missing and second.retrieved == len(first.missing)
+    assert sorted(arrivals) == sorted(first.missing)
+    assert_same_as_sources(second, originals)
 
 
 # --- Our Storage SCP refuses what it did not ask for ----------------------------------------------
@@ -380,10 +478,10 @@ def test_incomplete_retrieve_names_the_missing(scripted_archive: ScriptedArchive
 
 
 class RawArchive:
-    """A raw-socket peer: accepts any association, then plays ``script(connection)``."""
+    """A raw-socket peer: accepts any association, then plays ``script(connection)`` (over TLS with ``tls``)."""
 
-    def __init__(self, script: Any) -> None:
-        self.script = script
+    def __init__(self, script: Any, tls: ssl.SSLContext | None = None) -> None:
+        self.script, self.tls = script, tls
         self.release = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.1)
@@ -401,6 +499,8 @@ class RawArchive:
                 continue
             except OSError:
                 return
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True)
             conn = ul.Connection(sock, 10)
             with contextlib.suppress(ul.PeerClosed, ul.PeerAborted, ul.PeerSilent):
                 kind, body = conn.read_pdu()
@@ -468,6 +568,200 @@ def test_silence_during_the_retrieve_is_bounded() -> None:
         assert info.value.status is None
     finally:
         archive.close()
+
+
+def test_cancel_set_before_the_start_asks_nothing() -> None:
+    import peers
+
+    from dicomnb.sources.retrieve import retrieve_dimse
+
+    cancel = threading.Event()
+    cancel.set()
+    down = DicomNode("down", "DOWN", "127.0.0.1", peers.free_port())  # connecting would raise ConnectionFailed
+    landing = ct_landing()
+    for method in ("c-get", "c-move"):
+        assert retrieve_dimse(down, landing, method=method, calling=CallingNode(port=peers.free_port()),
+                              cancel=cancel) is True
+    assert len(landing.missing) == 2 and not landing.errors
+    result = dicomnb.retrieve(down, CT_STUDY, cancel=cancel)
+    assert result.cancelled and result.retrieved == 0 and result.to_json()["cancelled"] is True
+    assert result.message == "cancelled before it started: nothing retrieved from down (c-get)"
+
+
+def store_request(sop_instance_uid: str) -> bytes:
+    from dicomnb.sources import upperlayer as ul
+
+    return ul.encode_command({ul.AFFECTED_SOP_CLASS: CT_IMAGE, ul.COMMAND_FIELD: ul.C_STORE_RQ, ul.MESSAGE_ID: 1,
+                              ul.PRIORITY: 0, ul.DATA_SET_TYPE: 0, ul.AFFECTED_SOP_INSTANCE: sop_instance_uid})
+
+
+def final_response(field: int, status: int) -> bytes:
+    from dicomnb.sources import upperlayer as ul
+
+    return ul.encode_command({ul.AFFECTED_SOP_CLASS: GET_MODEL, ul.COMMAND_FIELD: field, ul.RESPONDED_TO: 1,
+                              ul.DATA_SET_TYPE: ul.NO_DATA_SET, ul.STATUS: status, ul.REMAINING: 1,
+                              ul.COMPLETED: 1, ul.FAILED: 0, ul.WARNING: 0})
+
+
+def hear_the_end(conn: Any, heard: list[Any]) -> None:
+    """Note how the association ends: A-RELEASE-RQ (answered), A-ABORT, or a closed connection."""
+    from dicomnb.sources import upperlayer as ul
+
+    try:
+        conn.read_message()
+        heard.append("a message")
+    except ul.Release:
+        heard.append("A-RELEASE-RQ")
+        conn.send(ul.RELEASE_RP_PDU)
+    except ul.PeerAborted:
+        heard.append("A-ABORT")
+    except (ul.PeerClosed, ul.PeerSilent):
+        heard.append("closed")
+
+
+def one_instance_then_silence(heard: list[Any], answers: bool) -> Any:
+    """A C-GET script: CT_small, then silence; what comes next is noted in ``heard`` (a
+    C-CANCEL-RQ: its command field, MessageIDBeingRespondedTo and presentation context),
+    answered with 0xFE00 when ``answers``; then how the association ends."""
+    from dicomnb.sources import upperlayer as ul
+
+    data = data_set_bytes(TEST_FILES / "CT_small.dcm")
+
+    def script(conn: Any, request: Any, release: threading.Event) -> None:
+        conn.read_message()  # the C-GET-RQ
+        context = next(c for c in request.contexts if c.abstract_syntax == CT_IMAGE
+                       and c.transfer_syntax == EXPLICIT_LE)
+        conn.send_message(context.id, store_request(CT_INSTANCE), data)
+        conn.read_message()  # the C-STORE-RSP
+        try:
+            cancel_rq = conn.read_message()
+        except (ul.PeerAborted, ul.PeerClosed) as exc:
+            heard.append("A-ABORT" if isinstance(exc, ul.PeerAborted) else "closed")
+            return
+        heard.append((cancel_rq.command_field, cancel_rq.number(ul.RESPONDED_TO), cancel_rq.context_id))
+        if answers:
+            conn.send_message(cancel_rq.context_id, final_response(ul.C_GET_RSP, 0xFE00))
+        hear_the_end(conn, heard)
+
+    return script
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["silent", "answers-cancel"])
+def test_cancel_during_silence_c_get(test_files: Path, answers: bool) -> None:
+    """One instance, then silence; the cancel comes in the silence. Silent still: cut off at the
+    deadline; answering the C-CANCEL with 0xFE00: released at once."""
+    from dicomnb.sources import upperlayer as ul
+    from dicomnb.sources.retrieve import CANCEL_GRACE, retrieve_dimse
+
+    ds = pydicom.dcmread(test_files / "CT_small.dcm")
+    heard: list[Any] = []
+    archive = RawArchive(one_instance_then_silence(heard, answers))
+    cancel = threading.Event()
+    set_at: list[float] = []
+
+    def later() -> None:
+        set_at.append(time.monotonic())
+        cancel.set()
+
+    landing = ct_landing()
+    landing.progress = lambda done, total: threading.Timer(0.3, later).start()
+    try:
+        assert retrieve_dimse(DicomNode("raw", "RAW", "127.0.0.1", archive.port), landing, timeout=10,
+                              sop_classes=[CT_IMAGE], cancel=cancel) is True
+        took = time.monotonic() - set_at[0]
+    finally:
+        archive.close()
+    assert heard == [(ul.C_CANCEL_RQ, 1, 1), "A-RELEASE-RQ" if answers else "A-ABORT"]
+    assert took < 0.5 if answers else CANCEL_GRACE - 0.1 < took < CANCEL_GRACE + 0.5, took
+    assert landing.missing == ("1.2.3.4.5.6",) and pydicom.dcmread(landing.records[CT_INSTANCE].path) == ds
+    assert not landing.errors and not retrieve_threads()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("answers", [False, True], ids=["silent", "answers-cancel"])
+def test_cancel_over_tls(tmp_path: Path, answers: bool) -> None:
+    """Over TLS only the worker thread writes (OpenSSL connections are not for two threads).
+    Cancelled as an instance lands, the worker sends the C-CANCEL after it and the archive's
+    0xFE00 ends it; cancelled in a silence, nothing can be sent: it is cut off at the deadline."""
+    require_tool("openssl")
+    import peers
+
+    from dicomnb.sources import upperlayer as ul
+    from dicomnb.sources.retrieve import CANCEL_GRACE, retrieve_dimse
+
+    certificates = peers.make_test_ca(tmp_path / "ca")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certificates["server"], certificates["server_key"])
+    heard: list[Any] = []
+    archive = RawArchive(one_instance_then_silence(heard, answers), tls=server)
+    cancel = threading.Event()
+    set_at: list[float] = []
+
+    def now() -> None:
+        set_at.append(time.monotonic())
+        cancel.set()
+
+    landing = ct_landing()
+    landing.progress = (lambda done, total: now()) if answers else (
+        lambda done, total: threading.Timer(0.3, now).start())
+    node = DicomNode("raw", "RAW", "127.0.0.1", archive.port, tls_ca=str(certificates["ca"]))
+    try:
+        assert retrieve_dimse(node, landing, timeout=10, sop_classes=[CT_IMAGE], cancel=cancel) is True
+        took = time.monotonic() - set_at[0]
+    finally:
+        archive.close()
+    assert heard == ([(ul.C_CANCEL_RQ, 1, 1), "A-RELEASE-RQ"] if answers else ["closed"])
+    assert took < 0.5 if answers else CANCEL_GRACE - 0.1 < took < CANCEL_GRACE + 0.5, took
+    assert CT_INSTANCE in landing.records and not retrieve_threads()
+
+
+def test_cancel_during_silence_c_move() -> None:
+    import peers
+
+    from dicomnb.sources import upperlayer as ul
+    from dicomnb.sources.retrieve import CANCEL_GRACE, retrieve_dimse
+
+    heard: list[Any] = []
+
+    def silent(conn: Any, request: Any, release: threading.Event) -> None:
+        conn.read_message()  # the C-MOVE-RQ
+        cancel_rq = conn.read_message()
+        heard.append((cancel_rq.command_field, cancel_rq.number(ul.RESPONDED_TO)))
+        hear_the_end(conn, heard)
+
+    archive = RawArchive(silent)
+    cancel = threading.Event()
+    calling = CallingNode(port=peers.free_port())
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    try:
+        assert retrieve_dimse(DicomNode("raw", "RAW", "127.0.0.1", archive.port), ct_landing(), method="c-move",
+                              calling=calling, timeout=10, cancel=cancel) is True
+        took = time.monotonic() - started - 0.3
+    finally:
+        archive.close()
+    assert heard == [(ul.C_CANCEL_RQ, 1), "A-ABORT"]
+    assert took < CANCEL_GRACE + 0.5, took
+    assert not retrieve_threads()
+    with socket.create_server(("127.0.0.1", calling.port)):  # our Storage SCP is gone
+        pass
+
+
+@pytest.mark.parametrize("method", ["c-get", "c-move"])
+def test_cancel_while_the_association_is_set_up(silent_peer: Any, method: str) -> None:
+    """An archive that never answers the association request: no request to cancel, cut off at the deadline."""
+    import peers
+
+    from dicomnb.sources.retrieve import CANCEL_GRACE, retrieve_dimse
+
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    landing = ct_landing()
+    assert retrieve_dimse(DicomNode("mute", "MUTE", "127.0.0.1", silent_peer.port), landing, method=method,
+                          calling=CallingNode(port=peers.free_port()), timeout=10, cancel=cancel) is True
+    assert time.monotonic() - started - 0.3 < CANCEL_GRACE + 0.5
+    assert len(landing.missing) == 2 and not retrieve_threads()
 
 
 # --- Command line ---------------------------------------------------------------------------------

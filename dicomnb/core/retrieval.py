@@ -129,6 +129,9 @@ class RetrieveResult:
         What went wrong on the way (refused unsolicited instances, unreadable files...).
     seconds : float
         Time taken.
+    cancelled : bool
+        The retrieve was cancelled (``cancel`` set) with instances still pending: they are in
+        ``missing`` (none listed when it was cancelled before it started).
     """
 
     node: str
@@ -140,6 +143,7 @@ class RetrieveResult:
     missing: tuple[str, ...] = ()
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cancelled: bool = False
 
     @property
     def complete(self) -> bool:
@@ -149,6 +153,16 @@ class RetrieveResult:
     @property
     def message(self) -> str:
         stored = len(self.instances) - self.retrieved
+        if self.cancelled and not self.expected:
+            return f"cancelled before it started: nothing retrieved from {self.node} ({self.method})"
+        if self.cancelled:
+            text = (f"cancelled: {len(self.instances)} of {self.expected} instance{'' if self.expected == 1 else 's'} "
+                    f"arrived from {self.node} ({self.method}) in {self.seconds:.1f} s")
+            if stored:
+                text += f", {stored} of them already in the store"
+            if self.missing:
+                text += f"; {len(self.missing)} missing: retrieve again to fetch them"
+            return text
         text = (f"{self.retrieved} instance{'' if self.retrieved == 1 else 's'} retrieved from {self.node} "
                 f"({self.method}) in {self.seconds:.1f} s")
         if stored:
@@ -158,9 +172,10 @@ class RetrieveResult:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """``{"retrieved": N, "missing": [...], "instances": [...]}`` (UIDs and path of each)."""
+        """``{"retrieved": N, "cancelled": bool, "missing": [...], "instances": [...]}`` (UIDs and path of each)."""
         return {
             "retrieved": self.retrieved,
+            "cancelled": self.cancelled,
             "missing": list(self.missing),
             "instances": [{name: getattr(r, name) for name in JSON_COLUMNS} for r in self.instances],
         }

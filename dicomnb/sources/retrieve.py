@@ -17,6 +17,11 @@ only the instances the C-FIND listed, writes them atomically and files them.
 - C-MOVE starts our Storage SCP on the calling node's address and port for the duration
   of the retrieve; it accepts associations called with our AE title only, and instances
   that the retrieve waits for only: anything else is refused (0x0124) and reported.
+- Cancel (a :class:`threading.Event` set from another thread) sends a C-CANCEL-RQ on
+  every association with a request running, lands what still arrives before the final
+  response, gives the archive :data:`CANCEL_GRACE` to end, then cuts off what is still
+  open (A-ABORT), and never begins the series not begun: they stay pending. It is noticed
+  within :data:`_WATCH` also while the archive is silent or an association is being set up.
 
 Failures become dicomnb's errors: :class:`~dicomnb.core.errors.ConnectionFailed` (refused,
 unreachable, TLS refused, no answer), :class:`~dicomnb.core.errors.AssociationRejected`,
@@ -34,7 +39,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -67,6 +72,16 @@ MAX_PDU = ul.MAX_PDU        # what we accept per PDU: large, so few PDUs per ins
 PARALLEL = 3                # series retrieved at once (each on its own association)
 _PENDING = (0xFF00, 0xFF01)
 
+# What archives answer to a C-CANCEL-RQ (measured here, series of 40 CT_small copies):
+# - Orthanc 1.10.1: 0xFE00 (Cancel, with Remaining) within 1-2 ms, after one more C-STORE (C-GET),
+#   or one or two more to our SCP, whose association it releases first (C-MOVE).
+# - dcmqrscp (DCMTK 3.6.7): 0xFE00 at once, no further sub-operation (C-MOVE: ours released first).
+# - pynetdicom's qrscp: 0xFE00 after the sub-operation under way (~45 ms), with an identifier.
+# Orthanc and dcmqrscp ignore a late C-CANCEL (after their final response) and answer the release.
+CANCEL_GRACE = 1.0   # seconds the archive gets, once cancelled, to end its requests before we abort
+_WATCH = 0.05        # seconds between two looks at the cancel event while the series run
+_LOCK_WAIT = 0.2     # seconds the watching thread waits for an association's send lock
+
 _RESULTS = {1: "rejected permanent", 2: "rejected transient"}
 _SOURCES = {1: "service user", 2: "service provider (acse)", 3: "service provider (presentation)"}
 _REASONS = {1: {1: "no reason given", 2: "application context name not supported",
@@ -78,8 +93,9 @@ _REASONS = {1: {1: "no reason given", 2: "application context name not supported
 # --- association set-up ------------------------------------------------------------------------
 
 def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationContext],
-          roles: dict[str, tuple[int, int]], timeout: float) -> ul.Connection:
-    """Associate with ``node`` proposing ``contexts``; return the connection (contexts answered)."""
+          roles: dict[str, tuple[int, int]], timeout: float, watch: _Cancel | None = None) -> ul.Connection:
+    """Associate with ``node`` proposing ``contexts``; return the connection (contexts answered),
+    tracked by ``watch`` (a retrieve's cancel) from the moment it is open."""
     where = faults.where_of(node)
     tls = tls_context(node)
     try:
@@ -93,18 +109,19 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
             sock.close()
             raise faults.probe(node, timeout, tls) from exc
     conn = ul.Connection(sock, timeout, max_pdu=MAX_PDU)
+    link = watch.track(conn) if watch is not None else None
     request = ul.Association(called=node.aet, calling=calling.aet, contexts=contexts, roles=roles)
     try:
-        conn.send(request.encode(ul.ASSOCIATE_RQ, MAX_PDU))
+        (link or conn).send(request.encode(ul.ASSOCIATE_RQ, MAX_PDU))
         kind, body = conn.read_pdu()
         answer = ul.Association.decode(body) if kind == ul.ASSOCIATE_AC else None
         if answer is not None:
             answer.check_answers([c.id for c in contexts])
     except ul.PeerMalformed as exc:
-        _abort(conn)
+        _abort(conn, link)
         raise AssociationAborted(faults.malformed(where, "the association request", exc)) from exc
     except (ul.PeerAborted, ul.PeerClosed) as exc:
-        conn.close()
+        _close(conn, link)
         if tls is not None and isinstance(exc, ul.PeerClosed):
             raise ConnectionFailed(
                 f"{where}: TLS refused: the server closed the connection after the TLS handshake: "
@@ -112,19 +129,19 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
             ) from exc
         raise faults.dropped(node, calling, closed=isinstance(exc, ul.PeerClosed)) from exc
     except ul.PeerSilent as exc:
-        conn.close()
+        _close(conn, link)
         raise ConnectionFailed(f"{where}: no answer to the association request within the timeout of "
                                f"{timeout:g} s: is this port a DICOM server? (raise the timeout if it "
                                "is slow)") from exc
     if kind == ul.ASSOCIATE_RJ:
-        conn.close()
+        _close(conn, link)
         result, source, reason = (body[1], body[2], body[3]) if len(body) >= 4 else (1, 1, 1)
         primitive = SimpleNamespace(result_str=_RESULTS.get(result, f"result {result}"),
                                     source_str=_SOURCES.get(source, f"source {source}"),
                                     reason_str=_REASONS.get(source, {}).get(reason, f"reason {reason}"))
         raise faults.rejection(node, calling, primitive)
     if answer is None:
-        _abort(conn)
+        _abort(conn, link)
         raise AssociationAborted(f"{where} answered the association request with PDU type 0x{kind:02X}")
     proposed = {c.id: c for c in contexts}
     for got in answer.contexts:
@@ -133,23 +150,153 @@ def _open(node: DicomNode, calling: CallingNode, contexts: list[ul.PresentationC
     return conn
 
 
-def _abort(conn: ul.Connection) -> None:
-    with contextlib.suppress(ul.PeerClosed, ul.PeerSilent):
-        conn.send(ul.ABORT_PDU)
+def _close(conn: ul.Connection, link: _Link | None = None) -> None:
+    if link is not None:
+        link.watch.forget(conn)  # first: the cancel must never reach a closed socket
     conn.close()
 
 
-def _release(conn: ul.Connection) -> None:
+def _abort(conn: ul.Connection, link: _Link | None = None) -> None:
+    with contextlib.suppress(ul.PeerClosed, ul.PeerSilent):
+        (link or conn).send(ul.ABORT_PDU)
+    _close(conn, link)
+
+
+def _release(conn: ul.Connection, link: _Link | None = None) -> None:
     """Release the association (bounded: an archive that does not answer is aborted)."""
     try:
-        conn.send(ul.RELEASE_RQ_PDU)
+        (link or conn).send(ul.RELEASE_RQ_PDU)
         while True:
             kind, _ = conn.read_pdu()
             if kind == ul.RELEASE_RP:
                 break
     except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent):
         pass
-    conn.close()
+    _close(conn, link)
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+class _Link:
+    """One association of a retrieve, as its cancel reaches it.
+
+    Its worker thread reads from it while the thread watching the retrieve may send the
+    C-CANCEL-RQ, so every PDU goes out under :attr:`lock` (a C-STORE-RSP and a C-CANCEL never
+    interleave). Over TLS the watcher sends nothing (an OpenSSL connection is not safe to use
+    from two threads at once): the worker sends the C-CANCEL after the next message, and an
+    archive silent until the deadline is cut off.
+    """
+
+    def __init__(self, conn: ul.Connection, watch: _Cancel) -> None:
+        self.conn, self.watch = conn, watch
+        self.tls = isinstance(conn.sock, ssl.SSLSocket)
+        self.lock = threading.Lock()
+        self.request: tuple[int, int] | None = None   # (context ID, MessageID) of the request running
+        self.cancelled = False                          # its C-CANCEL went out
+        self.cut = False                                # cut off at the deadline
+
+    def send(self, pdu: bytes) -> None:
+        with self.lock:
+            self.conn.send(pdu)
+
+    def send_message(self, context_id: int, command: bytes, data_set: bytes | None = None) -> None:
+        with self.lock:
+            self.conn.send_message(context_id, command, data_set)
+
+    def start(self, context_id: int, message_id: int, command: bytes, identifier: bytes) -> bool:
+        """Send the request, unless the retrieve is cancelled already (then False)."""
+        with self.lock:
+            if self.cut or self.watch.stopping():
+                return False
+            self.conn.send_message(context_id, command, identifier)
+            self.request = (context_id, message_id)
+        return True
+
+    def cancel(self, wait_lock: float = -1) -> None:
+        """Send the C-CANCEL-RQ of the running request (once), waiting ``wait_lock`` s at most for the lock."""
+        if self.lock.acquire(timeout=wait_lock):
+            try:
+                if self.request is not None and not (self.cancelled or self.cut):
+                    self.cancelled = True
+                    with contextlib.suppress(ul.PeerClosed, ul.PeerSilent):  # its worker meets it reading
+                        self.conn.send_message(self.request[0], ul.cancel_request(self.request[1]))
+            finally:
+                self.lock.release()
+
+    def finish(self) -> None:
+        """The final response came: nothing to cancel any more."""
+        with self.lock:
+            self.request = None
+
+    def cut_off(self, how: int = socket.SHUT_RD) -> None:
+        """Shut the socket (for reading: its worker wakes up, and sends the A-ABORT itself)."""
+        self.cut = True
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.conn.sock, how)  # not SSLSocket's: it drops TLS first
+
+
+class _Cancel:
+    """The cancel of one retrieve: its event, and the associations it must reach."""
+
+    def __init__(self, event: threading.Event | None) -> None:
+        self.event = event
+        self.took_effect = False     # something was left undone because of it
+        self.deadline = 0.0
+        self._lock = threading.Lock()
+        self._links: dict[ul.Connection, _Link] = {}
+        self._past = False           # the deadline passed: an association opened now is cut off at once
+
+    def stopping(self) -> bool:
+        """True when the retrieve is cancelled (the caller then leaves something undone)."""
+        if self.event is None or not self.event.is_set():
+            return False
+        if not self.took_effect:
+            self.took_effect, self.deadline = True, time.monotonic() + CANCEL_GRACE
+        return True
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def track(self, conn: ul.Connection) -> _Link:
+        with self._lock:
+            link = self._links[conn] = _Link(conn, self)
+            if self._past:
+                link.cut_off(socket.SHUT_RDWR)
+        return link
+
+    def link_of(self, conn: ul.Connection) -> _Link:
+        return self._links[conn]  # its own worker asks: it is there
+
+    def forget(self, conn: ul.Connection) -> None:
+        with self._lock:
+            self._links.pop(conn, None)
+
+    def follow(self, futures: Sequence[Future[None]]) -> None:
+        """Wait for the series to end; once cancelled, reach them, and end it all by the deadline.
+
+        The series not begun are dropped; each running request is sent a C-CANCEL-RQ (over TLS
+        its worker sends it); what is still open :data:`CANCEL_GRACE` later is cut off.
+        """
+        pending = set(futures)
+        while pending and not self.stopping():
+            _, pending = wait(pending, timeout=None if self.event is None else _WATCH)
+        if not pending:
+            return
+        for future in pending:
+            future.cancel()
+        with self._lock:  # held: a worker closes its socket only once forgotten (no fd reused under us)
+            for link in self._links.values():
+                if not link.tls:
+                    link.cancel(_LOCK_WAIT)
+        for how in (socket.SHUT_RD, socket.SHUT_RDWR):  # RDWR: for a worker stuck sending to a deaf archive
+            _, pending = wait(pending, timeout=self.remaining() if how == socket.SHUT_RD else _LOCK_WAIT)
+            if not pending:
+                return
+            with self._lock:
+                self._past = True
+                for link in self._links.values():
+                    link.cut_off(how)
+        wait(pending)
 
 
 # --- statuses ----------------------------------------------------------------------------------
@@ -340,9 +487,10 @@ def storage_contexts(sop_classes: Sequence[str], tcs: TransferSyntaxes,
 
 # --- C-GET -------------------------------------------------------------------------------------
 
-def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _Unit, verb: str,
+def _request(link: _Link, node: DicomNode, calling: CallingNode, unit: _Unit, verb: str,
              landing: Landing | None, contexts: dict[int, ul.PresentationContext]) -> None:
-    """Send one C-GET/C-MOVE request and read its responses (and C-STOREs) to the final one."""
+    """Send one C-GET/C-MOVE request and read its responses (and C-STOREs) to the final one (once
+    cancelled: a C-CANCEL-RQ unless sent already, what arrives still lands, any final status ends it)."""
     where = faults.where_of(node)
     model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
     request_context = next(c for c in contexts.values() if c.abstract_syntax == model)
@@ -350,11 +498,14 @@ def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _
         raise QueryFailed(f"{where} does not offer Study Root {verb} (its presentation context was refused)"
                           + (": try C-MOVE" if verb == "C-GET" else ": try C-GET"), status=0x0122)
     field = ul.C_GET_RQ if verb == "C-GET" else ul.C_MOVE_RQ
-    conn.send_message(request_context.id, ul.retrieve_request(field, model, 1, calling.aet if verb == "C-MOVE" else ""),
-                      unit.identifier())
+    command = ul.retrieve_request(field, model, 1, calling.aet if verb == "C-MOVE" else "")
+    if not link.start(request_context.id, 1, command, unit.identifier()):
+        return  # cancelled before the request went out: the series stays pending
     sender = f"{node.aet}@{node.host}"
     while True:
-        message = conn.read_message()
+        if link.watch.stopping():
+            link.cancel()
+        message = link.conn.read_message()
         kind = message.command_field
         if kind == ul.C_STORE_RQ and landing is not None:
             sop = message.text(ul.AFFECTED_SOP_INSTANCE)
@@ -367,11 +518,16 @@ def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _
                 header = part10_header(message.text(ul.AFFECTED_SOP_CLASS), sop, context.transfer_syntax,
                                        node.aet)
                 status = landing.land(sop, message.data, header=header, sender=sender)
-            conn.send_message(message.context_id, ul.store_response(message, status))
+            link.send_message(message.context_id, ul.store_response(message, status))
         elif kind in (ul.C_GET_RSP, ul.C_MOVE_RSP):
             code = message.number(ul.STATUS)
             if code in _PENDING:
                 continue
+            link.finish()
+            if link.cancelled:
+                LOGGER.info("%s %s of series %s cancelled: final status 0x%04X, %d sub-operations remaining",
+                            where, verb, unit.series_uid, code, message.number(ul.REMAINING, 0))
+                return
             if code == 0x0000 or 0xB000 <= code <= 0xBFFF or code == 0xFE00:
                 failed = message.number(ul.FAILED, 0)
                 if failed > 0:
@@ -383,12 +539,14 @@ def _request(conn: ul.Connection, node: DicomNode, calling: CallingNode, unit: _
                               f"({_status_words(code, verb, calling)})" + (f" [{comment}]" if comment else ""),
                               status=code)
         elif kind == ul.C_ECHO_RQ:
-            conn.send_message(message.context_id, ul.echo_response(message))
+            link.send_message(message.context_id, ul.echo_response(message))
 
 
 def _run(node: DicomNode, calling: CallingNode, unit: _Unit, verb: str, landing: Landing,
-         tcs: TransferSyntaxes, timeout: float) -> None:
+         tcs: TransferSyntaxes, timeout: float, watch: _Cancel) -> None:
     """One series (or part of one) on its own association."""
+    if watch.stopping():
+        return  # cancelled before it began: it stays pending
     where = faults.where_of(node)
     model = GET_MODEL if verb == "C-GET" else MOVE_MODEL
     first = [ul.PresentationContext(1, model, [IMPLICIT_LE])]
@@ -398,34 +556,48 @@ def _run(node: DicomNode, calling: CallingNode, unit: _Unit, verb: str, landing:
         roles = {c.abstract_syntax: (0, 1) for c in contexts[1:]}
     else:
         contexts = first
-    conn = _open(node, calling, contexts, roles, timeout)
+    try:
+        conn = _open(node, calling, contexts, roles, timeout, watch)
+    except DicomnbError:
+        if watch.stopping():
+            return  # cut off while the association was being set up
+        raise
+    link = watch.link_of(conn)
     before = len(landing.records)
     try:
-        _request(conn, node, calling, unit, verb, landing if verb == "C-GET" else None,
-                 {c.id: c for c in contexts})
+        try:
+            _request(link, node, calling, unit, verb, landing if verb == "C-GET" else None,
+                     {c.id: c for c in contexts})
+        except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent, ul.Release) as exc:
+            if not watch.stopping():
+                raise
+            LOGGER.info("%s: the %s of series %s ended after the cancel: %s", where, verb, unit.series_uid,
+                        "cut off at the deadline" if link.cut else repr(exc))
+            _abort(conn, link)
+            return
     except ul.Release:
-        conn.send(ul.RELEASE_RP_PDU)
-        conn.close()
+        link.send(ul.RELEASE_RP_PDU)
+        _close(conn, link)
         raise AssociationAborted(f"{where} released the association in the middle of the {verb}") from None
     except ul.PeerAborted as exc:
-        conn.close()
+        _close(conn, link)
         raise AssociationAborted(_cut_short(where, verb, "aborted the association", landing, before)) from exc
     except ul.PeerMalformed as exc:
-        _abort(conn)
+        _abort(conn, link)
         raise AssociationAborted(_cut_short(where, verb, f"sent something that is not valid DICOM ({exc})",
                                             landing, before)) from exc
     except ul.PeerClosed as exc:
-        conn.close()
+        _close(conn, link)
         raise AssociationAborted(_cut_short(where, verb, f"closed the connection ({exc})", landing,
                                             before)) from exc
     except ul.PeerSilent as exc:
-        _abort(conn)
+        _abort(conn, link)
         raise QueryFailed(f"{where}: no answer to the {verb} within {timeout:g} s: the archive may be busy: "
                           "retrieve again (what arrived is kept) or raise the timeout", status=None) from exc
     except BaseException:
-        _abort(conn)
+        _abort(conn, link)
         raise
-    _release(conn)
+    _release(conn, link)
 
 
 def _cut_short(where: str, verb: str, what: str, landing: Landing, before: int) -> str:
@@ -578,7 +750,8 @@ class StorageSCP:
 
 def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
                    sop_classes: Sequence[str] = (), calling: CallingNode | None = None, timeout: float = 30,
-                   parallel: int = PARALLEL, tcs: TransferSyntaxes | None = None) -> None:
+                   parallel: int = PARALLEL, tcs: TransferSyntaxes | None = None,
+                   cancel: threading.Event | None = None) -> bool:
     """Fetch what ``landing`` waits for from ``node`` by C-GET or C-MOVE, series by series.
 
     ``sop_classes`` are the study's (from :func:`list_instances`), used for the C-GET
@@ -587,10 +760,19 @@ def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
     Series run ``parallel`` at a time, each on its own association. When one fails, the
     others still finish (what arrived is kept), then the first error is raised.
 
+    Set ``cancel`` (from another thread) to stop (see the module's docstring): it returns within
+    about :data:`CANCEL_GRACE` s (at once when set before), with every association, thread and
+    listener of the retrieve ended; the landing keeps what arrived.
+
+    Returns
+    -------
+    bool
+        True when it was cancelled with instances still pending.
+
     Raises
     ------
     ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
-        See the module's docstring.
+        See the module's docstring (not for what the cancel cut short).
     ConfigError
         C-MOVE: our Storage SCP cannot listen on the calling node's port.
     """
@@ -598,21 +780,20 @@ def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
     tcs = tcs or TransferSyntaxes.load()
     verb = {"c-get": "C-GET", "c-move": "C-MOVE"}[method]
     units = _units(landing, sop_classes)
-    if not units:
-        return
+    watch = _Cancel(cancel)
+    if not units or watch.stopping():
+        return bool(units)
     scp = StorageSCP(calling, landing, tcs, timeout) if verb == "C-MOVE" else None
     try:
-        errors: list[BaseException] = []
         with ThreadPoolExecutor(max(1, min(parallel, len(units))), thread_name_prefix="dicomnb-retrieve") as pool:
-            futures = [pool.submit(_run, node, calling, unit, verb, landing, tcs, timeout) for unit in units]
-            for future in futures:
-                error = future.exception()
-                if error is not None:
-                    errors.append(error)
-        if scp is not None and landing.missing:
-            scp.wait_idle(min(timeout, 5))  # an archive may answer before its last C-STORE ends
+            futures = [pool.submit(_run, node, calling, unit, verb, landing, tcs, timeout, watch) for unit in units]
+            watch.follow(futures)
+        errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
+        if scp is not None and landing.missing:  # an archive may answer before its last C-STORE ends
+            scp.wait_idle(watch.remaining() if watch.took_effect else min(timeout, 5))
         if errors:
             raise errors[0]
     finally:
         if scp is not None:
             scp.close()
+    return watch.took_effect and bool(landing.missing)

@@ -20,9 +20,6 @@ median. Writes ``results_retrieve.json`` and the "Retrieve" section of ``results
 from __future__ import annotations
 
 import argparse
-import copy
-import io
-import json
 import os
 import platform
 import shutil
@@ -31,60 +28,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+import pydicom
+from common import HERE, SERIES, count_files, orthanc_with_study, peers  # benchmarks/, beside this script
+from results_file import publish
 
-import peers  # noqa: E402  (tests/peers.py: starting and stopping Orthanc)
-import pydicom  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
-from results_file import write_section  # noqa: E402
+import dicomnb
+from dicomnb.core.nodes import CallingNode, DicomNode
 
-import dicomnb  # noqa: E402
-from dicomnb.core.nodes import CallingNode, DicomNode  # noqa: E402
-
-SERIES = 10
 GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 SECTION = "# Retrieve benchmark results"
-
-
-def make_study(count: int) -> tuple[str, list[bytes]]:
-    """One study of SERIES series: CT_small copies with fresh UIDs, as Part 10 bytes."""
-    source = pydicom.dcmread(peers.PYDICOM_DATA / "test_files" / "CT_small.dcm")
-    study = generate_uid()
-    blobs = []
-    per_series = count // SERIES
-    for number in range(SERIES):
-        series = generate_uid()
-        for index in range(per_series):
-            ds = copy.deepcopy(source)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
-            buffer = io.BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            blobs.append(buffer.getvalue())
-    return study, blobs
-
-
-def upload(http_port: int, blobs: list[bytes]) -> None:
-    def post(data: bytes) -> None:
-        request = urllib.request.Request(f"http://127.0.0.1:{http_port}/instances", data=data, method="POST")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            response.read()
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(post, blobs))
-
-
-def count_files(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.is_file())
 
 
 class Measures:
@@ -237,20 +194,12 @@ def main(args: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="dicomnb-bench-retrieve-"))
     os.environ.setdefault("DICOMNB_CONFIG_DIR", str(root / "config"))
     try:
-        with peers.run_orthanc(root / "orthanc", load=False) as peer:
-            study, blobs = make_study(instances)
-            started = time.perf_counter()
-            upload(peer.http_port or 0, blobs)
-            print(f"Orthanc (PID {peer.pid}) loaded with {instances} instances in "
-                  f"{time.perf_counter() - started:.1f} s", flush=True)
+        with orthanc_with_study(root, instances) as (peer, study):
             timed = measure(Measures(peer, study, instances, root / "work"), options.runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results = summarise(timed, instances)
-    (options.out / "results_retrieve.json").write_text(json.dumps(results, indent=2) + "\n")
-    section = to_markdown(results)
-    write_section(options.out / "results.md", section)
-    print("\n" + section)
+    publish(options.out, "results_retrieve.json", results, to_markdown(results))
     return 0
 
 

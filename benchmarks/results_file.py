@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -17,3 +18,11 @@ def write_section(path: Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section.rstrip("\n") + "\n"
     path.write_text(text)
+
+
+def publish(out: Path, json_name: str, results: dict[str, object], section: str) -> None:
+    """Write ``results`` to ``out/json_name`` and ``section`` into ``out/results.md``; print the section."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / json_name).write_text(json.dumps(results, indent=2) + "\n")
+    write_section(out / "results.md", section)
+    print("\n" + section)

@@ -31,7 +31,7 @@ from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomNode, DicomWebNode, NodeStore
 from dicomnb.core.presets import Presets
 from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit
-from dicomnb.core.retrieval import Landing, RetrieveResult, expected_instances
+from dicomnb.core.retrieval import Landing, RetrieveResult
 from dicomnb.core.secrets import forget_secret, set_secret
 
 __all__ = ["add_node", "echo", "find_instances", "forget_secret", "get_node", "nodes", "presets", "query",
@@ -380,7 +380,9 @@ def retrieve(
     complete are not fetched again; the others are fetched series by series (``parallel``
     at a time), each written atomically to the store as it arrives and filed into
     :data:`dicomnb.catalog` (source ``"dimse"`` or ``"wado-uri"``, origin the node's name).
-    What arrived is then compared with what was listed.
+    What arrived is then compared with what was listed. A DICOMweb node is listed with
+    QIDO-RS series by series, and each series is retrieved (WADO-RS) as soon as it is
+    listed, while the next are being listed.
 
     Parameters
     ----------
@@ -450,15 +452,13 @@ def retrieve(
     from dicomnb.api import catalog
 
     if isinstance(target, DicomWebNode):
-        from dicomnb.sources.dicomweb import find_instances as web_find_instances
-        from dicomnb.sources.dicomweb import retrieve_wado_rs
+        from dicomnb.sources.wado_rs import retrieve_study_wado_rs
 
-        expected = expected_instances(web_find_instances(target, study_uid.strip(), series_uids,
-                                                         timeout=timeout), study_uid.strip())
-        landing = Landing(expected, catalog.add_items, source=RETRIEVE_METHODS[method], origin=target.name,
+        # Listed series by series, each retrieved as soon as it is listed: the landing
+        # learns what to expect as the listing arrives.
+        landing = Landing([], catalog.add_items, source=RETRIEVE_METHODS[method], origin=target.name,
                           dest=dest, progress=progress)
-        landing.file_stored()
-        retrieve_wado_rs(target, landing, timeout=timeout, parallel=parallel)
+        retrieve_study_wado_rs(target, study_uid.strip(), series_uids, landing, timeout=timeout, parallel=parallel)
         return _finish(landing, target, study_uid, method, raise_incomplete)
     if method == "wado-uri" and not target.wado_url:
         raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "

@@ -17,6 +17,7 @@ uncompressed: dcmqrscp, as configured, accepts only uncompressed transfer syntax
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import generate_uid
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
 
@@ -132,6 +134,38 @@ def dataset_files() -> list[Path]:
 
 def sop_instance_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
+
+def ct_copies(study: str, series: int, per_series: int) -> Iterator[pydicom.Dataset]:
+    """Copies of CT_small.dcm with fresh UIDs in ``study``: ``series`` series of ``per_series``.
+
+    Series after series, with SeriesNumber and InstanceNumber counted from 1. Without the
+    file's trailing padding: Orthanc drops it from what it receives over DIMSE, and what
+    comes back is then byte for byte what was sent.
+    """
+    source = pydicom.dcmread(PYDICOM_DATA / "test_files" / "CT_small.dcm")
+    del source.DataSetTrailingPadding
+    for number in range(series):
+        series_uid = generate_uid()
+        for index in range(per_series):
+            ds = copy.deepcopy(source)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series_uid, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
+            yield ds
+
+
+def write_ct_study(folder: Path, series: int = 2, per_series: int = 3) -> tuple[str, dict[str, Path]]:
+    """One study of :func:`ct_copies` written to ``folder`` as ``{series}-{instance}.dcm`` (from 0).
+
+    Returns the StudyInstanceUID and {SOPInstanceUID: file}, series after series.
+    """
+    study = generate_uid()
+    files: dict[str, Path] = {}
+    for ds in ct_copies(study, series, per_series):
+        files[ds.SOPInstanceUID] = folder / f"{ds.SeriesNumber - 1}-{ds.InstanceNumber - 1}.dcm"
+        ds.save_as(files[ds.SOPInstanceUID], enforce_file_format=True)
+    return study, files
 
 
 def peer_env() -> dict[str, str]:

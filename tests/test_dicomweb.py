@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -21,7 +20,6 @@ import pydicom
 import pytest
 from conftest import TEST_FILES, require_module, require_tool
 from netcommon import CT_INSTANCE, CT_SERIES, CT_STUDY, collect_garbage  # noqa: F401 - collect_garbage: autouse fixture
-from pydicom.uid import generate_uid
 
 import dicomnb
 from dicomnb.core.criteria import SearchCriteria
@@ -31,13 +29,14 @@ from dicomnb.core.errors import (
     ConnectionFailed,
     MalformedResponse,
     QueryFailed,
+    RetrieveIncomplete,
 )
 from dicomnb.core.nodes import DicomWebNode, NodeStore
 from dicomnb.core.query import FindOutcome
 from dicomnb.core.retrieval import Expected, Landing, expected_instances
 from dicomnb.core.secrets import forget_secret, set_secret
 from dicomnb.core.store import instance_path
-from dicomnb.sources import dicomweb
+from dicomnb.sources import dicomweb, wado_rs
 from dicomnb.sources.http import HttpClient
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -408,7 +407,7 @@ def test_retrieve_every_study_byte_for_byte(web: DicomWebNode, orthanc: Any, iso
     for study, instances in loaded_studies().items():
         landing = landing_for(dicomweb.find_instances(web, study), study, web.name)
         landing.progress = lambda n, total: done.append(n)
-        dicomweb.retrieve_wado_rs(web, landing)
+        wado_rs.retrieve_wado_rs(web, landing)
         result = landing.result(web.name, study, "wado-rs")
         assert not result.missing and {r.SOPInstanceUID for r in result.instances} == instances
         for record in result.instances:
@@ -429,18 +428,7 @@ def authed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str,
     import peers
 
     folder = tmp_path_factory.mktemp("authed")
-    source = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
-    study = generate_uid()
-    files: dict[str, Path] = {}
-    for number in range(2):
-        series = generate_uid()
-        for index in range(3):
-            ds = copy.deepcopy(source)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
-            files[ds.SOPInstanceUID] = folder / f"{number}-{index}.dcm"
-            ds.save_as(files[ds.SOPInstanceUID], enforce_file_format=True)
+    study, files = peers.write_ct_study(folder)
     users = {"alice": PASSWORD}
     with peers.run_orthanc(folder / "server", load=False, users=users) as peer:
         assert peers.orthanc_upload(peer.http_port, [TEST_FILES / "CT_small.dcm", *files.values()],
@@ -486,7 +474,7 @@ def test_retrieve_series_per_instance_and_resume(authed: Any, alice: DicomWebNod
     peer, study, files = authed
     rows = dicomweb.find_instances(alice, study)
     landing = landing_for(rows, study)
-    dicomweb.retrieve_wado_rs(alice, landing, parallel=2)  # two series, one request each
+    wado_rs.retrieve_wado_rs(alice, landing, parallel=2)  # two series, one request each
     assert landing.missing == () and landing.retrieved == 6
     for sop, record in landing.records.items():
         assert Path(record.path).read_bytes() == files[sop].read_bytes()
@@ -495,16 +483,31 @@ def test_retrieve_series_per_instance_and_resume(authed: Any, alice: DicomWebNod
         os.unlink(record.path)
     dicomnb.catalog.clear()
     per_instance = landing_for(rows, study)
-    dicomweb.retrieve_wado_rs(alice, per_instance, per_instance=True)
+    wado_rs.retrieve_wado_rs(alice, per_instance, per_instance=True)
     assert per_instance.missing == () and per_instance.retrieved == 6
     # an interrupted retrieve: only the lost instance is fetched again (on its own)
     lost = next(iter(per_instance.records.values()))
     os.unlink(lost.path)
     again = landing_for(rows, study)
     assert again.file_stored() == 5
-    dicomweb.retrieve_wado_rs(alice, again)
+    wado_rs.retrieve_wado_rs(alice, again)
     assert again.retrieved == 1 and again.missing == () and Path(lost.path).is_file()
     assert not [p for p in store_files(isolated_cache) if p.name.startswith(".part-")]
+
+
+@pytest.mark.integration
+def test_dicomnb_retrieve_lists_and_retrieves_side_by_side(authed: Any, alice: DicomWebNode,
+                                                           isolated_cache: Path) -> None:
+    peer, study, files = authed
+    result = dicomnb.retrieve(alice, study, parallel=1)
+    assert result.complete and result.retrieved == result.expected == 6 and result.method == "wado-rs"
+    for record in result.instances:
+        assert Path(record.path).read_bytes() == files[record.SOPInstanceUID].read_bytes()
+        assert record.source == "dicomweb" and record.origin == "authed"
+    again = dicomnb.retrieve(alice, study)  # all in the store: listed, nothing fetched
+    assert again.retrieved == 0 and len(again.instances) == 6 and "6 already in the store" in again.message
+    series = str(pydicom.dcmread(next(iter(files.values())), stop_before_pixels=True).SeriesInstanceUID)
+    assert {r.SeriesInstanceUID for r in dicomnb.retrieve(alice, study, [series]).instances} == {series}
 
 
 @pytest.mark.integration
@@ -529,7 +532,7 @@ def test_canary_token_never_leaks(authed: Any, web: DicomWebNode, scripted: Call
     try:
         NodeStore.load().add(bearer)
         for call in (lambda: dicomweb.echo(bearer), lambda: ids(bearer), lambda: ids(on_authed),
-                     lambda: dicomweb.retrieve_wado_rs(bearer, landing_for(
+                     lambda: wado_rs.retrieve_wado_rs(bearer, landing_for(
                          [{"SOPInstanceUID": CT_INSTANCE, "SeriesInstanceUID": CT_SERIES}], CT_STUDY))):
             with pytest.raises(AuthenticationFailed) as info:
                 call()
@@ -537,7 +540,7 @@ def test_canary_token_never_leaks(authed: Any, web: DicomWebNode, scripted: Call
         # Orthanc without authentication ignores the token: everything works with it
         assert dicomweb.echo(on_orthanc) > 0 and ids(on_orthanc, patient_id="1CT1") == ["1CT1"]
         landing = landing_for(dicomweb.find_instances(on_orthanc, CT_STUDY), CT_STUDY)
-        dicomweb.retrieve_wado_rs(on_orthanc, landing)
+        wado_rs.retrieve_wado_rs(on_orthanc, landing)
         assert landing.missing == ()
         client = HttpClient(web.url, where="x", timeout=1, authorization=f"Bearer {token}")
         texts = [repr(client), repr(bearer), repr(landing.result("x", CT_STUDY, "wado-rs"))]
@@ -585,9 +588,9 @@ def test_a_cut_multipart_body_is_malformed_and_leaves_nothing_half_written(
     server = scripted(cut_short)
     landing = ct_landing()
     with pytest.raises(MalformedResponse, match="cut short in the middle of part") as info:
-        dicomweb.retrieve_wado_rs(server.node(), landing)
+        wado_rs.retrieve_wado_rs(server.node(), landing)
     assert "try again" in str(info.value)
-    assert server.requests[0][1]["Accept"] == dicomweb.ACCEPT_DICOM
+    assert server.requests[0][1]["Accept"] == wado_rs.ACCEPT_DICOM
     files = store_files(isolated_cache)
     assert not [p for p in files if p.name.startswith(".part-")]
     assert not instance_path(CT_STUDY, CT_SERIES, "1.2.3.4.5.6").exists()
@@ -606,7 +609,7 @@ def test_a_whole_multipart_body_lands_every_part(scripted: Callable[..., Scripte
 
     server = scripted(series)
     landing = ct_landing()
-    dicomweb.retrieve_wado_rs(server.node(headers={"X-Tenant": "t1"}), landing)
+    wado_rs.retrieve_wado_rs(server.node(headers={"X-Tenant": "t1"}), landing)
     assert landing.missing == ("1.2.3.4.5.6",) and "a part from scripted" in landing.errors[0]
     path, headers = server.requests[0]
     assert path == f"/dicom-web/studies/{CT_STUDY}/series/{CT_SERIES}" and headers["X-Tenant"] == "t1"
@@ -628,14 +631,14 @@ def test_http_errors_are_typed(scripted: Callable[..., ScriptedHttp], status: in
     assert info.value.status == status
     if status != 404:  # a 404 from WADO-RS leaves the series missing (below)
         with pytest.raises(kind, match="to the retrieve of series") as info:
-            dicomweb.retrieve_wado_rs(server.node(), ct_landing())
+            wado_rs.retrieve_wado_rs(server.node(), ct_landing())
         assert info.value.status == status
 
 
 def test_wado_rs_404_leaves_the_series_missing(scripted: Callable[..., ScriptedHttp]) -> None:
     server = scripted(lambda handler, release: answer(handler, 404, b"{}"))
     landing = ct_landing()
-    dicomweb.retrieve_wado_rs(server.node(), landing)
+    wado_rs.retrieve_wado_rs(server.node(), landing)
     assert len(landing.missing) == 2 and "not found (HTTP 404)" in landing.errors[0]
 
 
@@ -654,14 +657,14 @@ def test_malformed_search_answers(scripted: Callable[..., ScriptedHttp], body: b
 def test_not_multipart_is_malformed(scripted: Callable[..., ScriptedHttp]) -> None:
     server = scripted(lambda handler, release: answer(handler, 200, b"<html></html>", "text/html"))
     with pytest.raises(MalformedResponse, match="'text/html', not multipart/related"):
-        dicomweb.retrieve_wado_rs(server.node(), ct_landing())
+        wado_rs.retrieve_wado_rs(server.node(), ct_landing())
 
 
 def test_a_silent_server_times_out(silent_peer: Any) -> None:
     node = DicomWebNode(name="silent", url=f"http://127.0.0.1:{silent_peer.port}/dicom-web")
     started = time.monotonic()
     for call in (lambda: dicomweb.echo(node, timeout=0.3), lambda: ids_with_timeout(node),
-                 lambda: dicomweb.retrieve_wado_rs(node, ct_landing(), timeout=0.3)):
+                 lambda: wado_rs.retrieve_wado_rs(node, ct_landing(), timeout=0.3)):
         with pytest.raises(ConnectionFailed, match="no answer within 0.3 s"):
             call()
     assert time.monotonic() - started < 3
@@ -680,7 +683,7 @@ def test_refused_and_bad_parameters() -> None:
     with pytest.raises(ConfigError, match="timeout"):
         dicomweb.echo(node, timeout=0)
     with pytest.raises(ConfigError, match="parallel"):
-        dicomweb.retrieve_wado_rs(node, ct_landing(), parallel=0)
+        wado_rs.retrieve_wado_rs(node, ct_landing(), parallel=0)
 
 
 def test_a_kept_alive_connection_closed_by_the_server_is_reopened(scripted: Callable[..., ScriptedHttp]) -> None:
@@ -710,6 +713,124 @@ def test_silence_in_the_middle_of_a_series(scripted: Callable[..., ScriptedHttp]
 
     server = scripted(stall)
     with pytest.raises(ConnectionFailed, match="no answer within 0.5 s"):
-        dicomweb.retrieve_wado_rs(server.node(), ct_landing(), timeout=0.5)
+        wado_rs.retrieve_wado_rs(server.node(), ct_landing(), timeout=0.5)
     assert store_files(isolated_cache) == []
 
+
+
+# --- dicomnb.retrieve: listing and retrieving side by side, on a scripted server ------------------
+
+def study_server(files: dict[str, Path], broken: dict[str, str] | None = None) -> Callable[..., None]:
+    """The script of a DICOMweb server holding one study (``files``: SOPInstanceUID → file).
+
+    It answers the QIDO-RS listings of the study's series and of each series' instances, and
+    the WADO-RS of a series or of one instance; ``broken`` maps a SeriesInstanceUID to how the
+    WADO-RS of that series fails: ``"404"``, or ``"cut"`` (in the middle of its second part).
+    """
+    series: dict[str, dict[str, bytes]] = {}
+    for sop, path in files.items():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        series.setdefault(str(ds.SeriesInstanceUID), {})[sop] = path.read_bytes()
+
+    def uid(tag: str, value: str) -> dict[str, Any]:
+        return {tag: {"vr": "UI", "Value": [value]}}
+
+    def script(handler: BaseHTTPRequestHandler, release: threading.Event) -> None:
+        parts = handler.path.split("?")[0].removeprefix("/dicom-web/").split("/")  # studies/S/series/X/...
+        if parts[2:] == ["series"]:
+            rows = [uid("0020000E", x) for x in series]
+        elif parts[4:] == ["instances"] and parts[3] in series:
+            rows = [{**uid("00080016", CT_IMAGE), **uid("00080018", sop)} for sop in series[parts[3]]]
+        else:
+            rows = None
+        if rows is not None:
+            answer(handler, 200, json.dumps(rows).encode(), "application/dicom+json")
+            return
+        wanted = series.get(parts[3], {}) if len(parts) >= 4 else {}
+        if len(parts) == 6:
+            wanted = {parts[5]: wanted[parts[5]]} if parts[5] in wanted else {}
+        how = (broken or {}).get(parts[3], "") if len(parts) == 4 else ""
+        if not wanted or how == "404":
+            answer(handler, 404, b"{}")
+            return
+        whole = multipart(list(wanted.values()))
+        if how == "cut":
+            answer(handler, 200, whole[:len(whole) - len(list(wanted.values())[-1]) // 2], MULTIPART, length=len(whole))
+            handler.close_connection = True
+        else:
+            answer(handler, 200, whole, MULTIPART)
+
+    return script
+
+
+def series_of(files: dict[str, Path]) -> list[list[str]]:
+    """The SOPInstanceUIDs of ``peers.write_ct_study``'s files, series by series."""
+    by_series: dict[str, list[str]] = {}
+    for sop, path in files.items():
+        by_series.setdefault(path.name.split("-")[0], []).append(sop)
+    return list(by_series.values())
+
+
+def wado_requests(server: ScriptedHttp) -> list[str]:
+    return sorted(path for path, _ in server.requests if not path.split("?")[0].endswith(("/series", "/instances")))
+
+
+def test_a_404_or_a_cut_series_leaves_its_instances_missing_by_name(
+        scripted: Callable[..., ScriptedHttp], tmp_path: Path, isolated_cache: Path) -> None:
+    import peers
+
+    study, files = peers.write_ct_study(tmp_path, series=3, per_series=2)
+    (gone, gone2), (first, cut), (kept, kept2) = series_of(files)
+    uids = {sop: str(pydicom.dcmread(files[sop], stop_before_pixels=True).SeriesInstanceUID) for sop in files}
+    server = scripted(study_server(files, {uids[gone]: "404", uids[first]: "cut"}))
+    with pytest.raises(RetrieveIncomplete, match="3 of 6 instances listed by scripted did not arrive") as info:
+        dicomnb.retrieve(server.node(), study)
+    assert set(info.value.missing) == {gone, gone2, cut}
+    result = info.value.result
+    assert {r.SOPInstanceUID for r in result.instances} == {first, kept, kept2} and result.retrieved == 3
+    assert sorted(result.errors) == sorted([
+        f"scripted ({server.url}): series {uids[gone]} not found (HTTP 404)",
+        f"scripted ({server.url}): the answer to the retrieve of series {uids[first]} is not usable: the multipart "
+        "body was cut short in the middle of part 2: try again; if it happens again, see the server's log"])
+    assert result.errors[0] in str(info.value)  # the message gives the first cause
+    assert {sop for sop in files if sop in dicomnb.catalog} == {first, kept, kept2}
+    assert not [p for p in store_files(isolated_cache) if p.name.startswith(".part-")]
+    # each series was listed, then asked for whole, once
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}" for s in (gone, first, kept))
+    # retrieving again asks only for what is missing: the cut series' lost instance comes on its own
+    server.requests.clear()
+    with pytest.raises(RetrieveIncomplete) as info:
+        dicomnb.retrieve(server.node(), study)
+    assert set(info.value.missing) == {gone, gone2} and info.value.result.retrieved == 1
+    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[gone]}",
+                                            f"/dicom-web/studies/{study}/series/{uids[first]}/instances/{cut}"])
+
+
+def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., ScriptedHttp], tmp_path: Path,
+                                                      isolated_cache: Path) -> None:
+    import peers
+
+    study, files = peers.write_ct_study(tmp_path, series=3, per_series=2)
+    (stored, stored2), (half, lacking), (fresh, fresh2) = series_of(files)
+    uids = {sop: str(pydicom.dcmread(files[sop], stop_before_pixels=True).SeriesInstanceUID) for sop in files}
+    for sop in (stored, stored2, half):
+        path = instance_path(study, uids[sop], sop)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[sop].read_bytes())
+    server = scripted(study_server(files))
+    done: list[tuple[int, int]] = []
+    result = dicomnb.retrieve(server.node(), study, progress=lambda n, total: done.append((n, total)))
+    assert result.complete and result.retrieved == 3 and len(result.instances) == 6
+    assert {r.SOPInstanceUID for r in result.instances} == set(files) and all(sop in dicomnb.catalog for sop in files)
+    # nothing of the stored series, the lacking instance on its own, the fresh series whole
+    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[half]}/instances/{lacking}",
+                                            f"/dicom-web/studies/{study}/series/{uids[fresh]}"])
+    # progress counts what is landed or stored against what has been listed so far
+    assert sorted(n for n, _ in done) == [4, 5, 6] and max(total for _, total in done) == 6
+    for sop in (lacking, fresh, fresh2):
+        assert instance_path(study, uids[sop], sop).read_bytes() == files[sop].read_bytes()
+    # one series only; everything stored: nothing asked for but its listing
+    server.requests.clear()
+    again = dicomnb.retrieve(server.node(), study, [uids[fresh]])
+    assert again.retrieved == 0 and {r.SOPInstanceUID for r in again.instances} == {fresh, fresh2}
+    assert wado_requests(server) == [] and len(server.requests) == 1

@@ -12,7 +12,9 @@ Every retrieve method (C-GET, C-MOVE, WADO-URI, WADO-RS) starts from the instanc
 - copies it to the destination folder, when one was asked for.
 
 Before anything is asked for, instances the store already holds complete are filed from
-there and not fetched again: a retrieve can be run again to finish an interrupted one.
+there and not fetched again: a retrieve can be run again to finish an interrupted one. A
+listing that arrives series by series (WADO-RS) adds to what is expected as it comes
+(:meth:`Landing.expect`), and what is stored is then looked for per series.
 The network side lives in :mod:`dicomnb.sources.retrieve`, :mod:`dicomnb.sources.wado_uri`
 and :mod:`dicomnb.sources.dicomweb`.
 """
@@ -199,7 +201,7 @@ class Landing:
     Parameters
     ----------
     expected : sequence of Expected
-        The instances asked for.
+        The instances asked for (:meth:`expect` adds more).
     file_items : callable
         Files records into the catalog (``catalog.add_items``).
     source, origin : str
@@ -226,34 +228,63 @@ class Landing:
         self._lock = threading.Lock()
 
     # -- what the store holds already -----------------------------------------------------------
-    def file_stored(self) -> int:
-        """File the instances the store holds complete; return how many (they are not fetched)."""
+    def expect(self, instances: Iterable[Expected]) -> list[Expected]:
+        """Wait for these instances too; return those that are new to this landing.
+
+        For a listing that arrives series by series while earlier series are being fetched
+        (WADO-RS): the retrieve of a series starts once its instances are expected.
+        ``progress`` then counts against what has been listed so far.
+        """
+        added: list[Expected] = []
+        with self._lock:
+            for e in instances:
+                if e.sop_instance_uid not in self.expected:
+                    self.expected[e.sop_instance_uid] = e
+                    self.pending.add(e.sop_instance_uid)
+                    added.append(e)
+        return added
+
+    def file_stored(self, instances: Iterable[Expected] | None = None) -> int:
+        """File the instances the store holds complete; return how many (they are not fetched).
+
+        ``instances``: only these (those of one series just listed); default: all expected.
+        """
         found: list[Item] = []
-        for sop, e in self.expected.items():
+        folders: dict[Path, bool] = {}  # a series folder missing holds nothing: one stat, not one a file
+        for e in self._snapshot() if instances is None else list(instances):
+            sop = e.sop_instance_uid
             path = instance_path(e.study_uid, e.series_uid, sop)
-            if not path.is_file():
+            if path.parent not in folders:
+                folders[path.parent] = path.parent.is_dir()
+            if not folders[path.parent] or not self.wanted(sop) or not path.is_file():
                 continue
             item = classify_file(str(path), self.source, self.origin)
             if isinstance(item, InstanceRecord) and item.SOPInstanceUID == sop:
-                self.records[sop] = item
-                self.pending.discard(sop)
+                with self._lock:
+                    self.records[sop] = item
+                    self.pending.discard(sop)
                 found.append(item)
                 self._copy_to_dest(e, path, None)
         if found:
             self.file_items(found)
         return len(found)
 
+    def _snapshot(self) -> list[Expected]:
+        """The instances expected, in the listing's order (``expect`` may add more meanwhile)."""
+        with self._lock:
+            return list(self.expected.values())
+
     def pending_by_series(self) -> dict[str, list[Expected]]:
         """The instances still to fetch, by SeriesInstanceUID (in the C-FIND's order)."""
         by_series: dict[str, list[Expected]] = {}
-        for sop, e in self.expected.items():
-            if sop in self.pending:
+        for e in self._snapshot():
+            if self.wanted(e.sop_instance_uid):
                 by_series.setdefault(e.series_uid, []).append(e)
         return by_series
 
     def series_complete_in_listing(self, series_uid: str) -> bool:
         """True when nothing of this series is in the store yet (fetch it whole)."""
-        return all(sop in self.pending for sop, e in self.expected.items() if e.series_uid == series_uid)
+        return all(self.wanted(e.sop_instance_uid) for e in self._snapshot() if e.series_uid == series_uid)
 
     # -- arrivals -------------------------------------------------------------------------------
     def wanted(self, sop_instance_uid: str) -> bool:
@@ -315,7 +346,8 @@ class Landing:
             e = self.expected[sop]
             path = instance_path(e.study_uid, e.series_uid, sop)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if temporary.parent != path.parent:  # streamed into its folder: made already
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temporary, path)
             except OSError as exc:
                 with self._lock:

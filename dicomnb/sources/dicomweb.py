@@ -1,4 +1,4 @@
-"""DICOMweb: search with QIDO-RS, retrieve with WADO-RS (PS3.18 chapters 10.4 and 10.6).
+"""DICOMweb: search with QIDO-RS (PS3.18 10.6); the WADO-RS retrieve is in :mod:`dicomnb.sources.wado_rs`.
 
 Search (:func:`search`, :func:`find_instances`, :func:`echo`) asks the node's QIDO-RS prefix
 for studies, the series of a study, or its instances, with the same criteria as C-FIND:
@@ -10,12 +10,9 @@ ModalitiesInStudy, ``Family^Given`` names, counts as int). Pages: ``limit`` rows
 ``offset`` (page N is ``offset = (N - 1) × limit``); ``limit=0`` reads page after page
 until a short one. A ``threading.Event`` cancels a search between pages and while reading.
 
-Retrieve (:func:`retrieve_wado_rs`) asks WADO-RS for each series (or each instance) as
-``multipart/related; type="application/dicom"; transfer-syntax=*`` (the files as the
-archive holds them), ``parallel`` requests at a time, and streams each part into a
-temporary file in the store, which :meth:`~dicomnb.core.retrieval.Landing.land_file`
-identifies from its header and renames into place: memory stays bounded whatever the size
-of a series.
+:class:`StudyListing` lists a study's series and the instances of each, for
+:func:`find_instances` and for the retrieve (WADO-RS), which lives in
+:mod:`dicomnb.sources.wado_rs`.
 
 How query values are written, and why (measured on Orthanc 1.10.1 with DICOMweb 1.7)
 ---------------------------------------------------------------------------------------
@@ -51,19 +48,16 @@ So values are written without any percent-encoding, which is standard where it m
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
-import os
 import re
 import string
-import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -73,43 +67,32 @@ from dicomnb.core.errors import (
     ConfigError,
     ConnectionFailed,
     CriteriaError,
-    DownloadError,
     MalformedResponse,
     QueryFailed,
 )
 from dicomnb.core.nodes import DicomWebNode
 from dicomnb.core.query import FindOutcome, check_level, check_limit, find_identifier
-from dicomnb.core.retrieval import Expected, Landing
 from dicomnb.core.secrets import authorization, secret_for
-from dicomnb.core.store import instance_path
 from dicomnb.sources import dicomjson
 from dicomnb.sources.http import HttpClient, Response, aborted_on, check_timeout, quote_segment, status_error
-from dicomnb.sources.multipart import DATA, END, HEADERS, MultipartParser, content_type
 
-__all__ = ["ACCEPT_DICOM", "ACCEPT_JSON", "echo", "find_instances", "qido_query", "retrieve_wado_rs", "search"]
+__all__ = ["ACCEPT_JSON", "StudyListing", "echo", "find_instances", "qido_query", "search"]
 
 LOGGER = logging.getLogger(__name__)
 
 #: What QIDO-RS is asked for.
 ACCEPT_JSON = "application/dicom+json"
-#: What WADO-RS is asked for: Part 10 files in the transfer syntax the archive holds them in.
-ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 #: Rows asked for at a time when every match is wanted (``limit=0``).
 PAGE_SIZE = 500
 #: Series whose instances are listed at the same time by :func:`find_instances`.
 LIST_PARALLEL = 4
-#: Bytes read at a time from a WADO-RS answer (per connection).
-CHUNK = 1 << 20
 #: Studies whose searched value the server's answer cannot hold, read from metadata, per search at most.
 MAX_LOOKUPS = 100
 
 _SEARCH_HINTS = {
     400: "the server refuses this search: it may not support one of the criteria (try fewer)",
     404: "not found: is the node's URL the DICOMweb root (Orthanc: http://host:8042/dicom-web)?",
-}
-_RETRIEVE_HINTS = {
-    406: "the server cannot send the files as stored (transfer-syntax=*)",
 }
 _UNIQUE_KEYS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID", "image": "SOPInstanceUID"}
 _UID_KEYS = frozenset({"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"})
@@ -566,6 +549,73 @@ def _outcome(matches: int, check: _ExactCheck, *, limited: bool = False, cancell
     return FindOutcome(matches, limited=limited and not cancelled, cancelled=cancelled, notes=tuple(notes))
 
 
+class StudyListing:
+    """The QIDO-RS listings of one study: its series, and the instances of each.
+
+    Each listing is one request (a page of :data:`PAGE_SIZE` rows at a time) on a
+    connection of its own, so that several series can be listed side by side from worker
+    threads. The node's secret is read once, here, in the calling thread.
+
+    Parameters
+    ----------
+    node : DicomWebNode
+        The service to ask.
+    study_uid : str
+        The StudyInstanceUID.
+    timeout : float
+        Seconds allowed to connect and between two pieces of an answer.
+    fields : sequence of str, optional
+        The attributes asked back at IMAGE level: by default those of
+        :data:`~dicomnb.core.query.IMAGE_COLUMNS`, as :func:`search` asks; a retrieve asks
+        only what it needs (:data:`dicomnb.sources.wado_rs.RETRIEVE_FIELDS`).
+
+    Raises
+    ------
+    CriteriaError
+        No StudyInstanceUID.
+    ConfigError
+        The node needs a secret that is nowhere to be found (the message says how to give it).
+    """
+
+    def __init__(self, node: DicomWebNode, study_uid: str, *, timeout: float = 30,
+                 fields: Sequence[str] | None = None) -> None:
+        if not isinstance(study_uid, str) or not study_uid.strip():
+            raise CriteriaError("listing the instances of a study needs its StudyInstanceUID")
+        self.node, self.study_uid, self.fields = node, study_uid.strip(), fields
+        self.timeout = check_timeout(timeout)
+        self.auth = _authorization(node)
+        self._no_check = _ExactCheck({}, node, self.timeout, self.auth)
+
+    def _rows(self, level: str, series_uid: str | None) -> list[dict[str, Any]]:
+        path, params, _ = qido_query(None, level, study_uid=self.study_uid, series_uid=series_uid)
+        if level == "image" and self.fields is not None:
+            params = [p for p in params if p[0] != "includefield"] + [("includefield", f) for f in self.fields]
+        client = _client(self.node, self.node.qido, self.timeout, self.auth)
+        return list(_search(client, path, params, level, 0, 0, None, self._no_check, frozenset(),
+                            {"StudyInstanceUID": self.study_uid, "SeriesInstanceUID": series_uid}))
+
+    def series(self) -> list[str]:
+        """The SeriesInstanceUIDs of the study, in the server's order.
+
+        Raises
+        ------
+        ConnectionFailed, AuthenticationFailed, QueryFailed, MalformedResponse
+            As :func:`search`.
+        """
+        return list(dict.fromkeys(str(r["SeriesInstanceUID"]) for r in self._rows("series", None)
+                                  if r.get("SeriesInstanceUID")))
+
+    def instances(self, series_uid: str) -> list[dict[str, Any]]:
+        """The IMAGE-level rows of one series (StudyInstanceUID and SeriesInstanceUID filled in).
+
+        Raises
+        ------
+        ConnectionFailed, AuthenticationFailed, QueryFailed, MalformedResponse
+            As :func:`search`.
+        """
+        return self._rows("image", series_uid)
+
+
 def find_instances(
     node: DicomWebNode,
     study_uid: str,
@@ -579,218 +629,18 @@ def find_instances(
     else the server returns of :data:`~dicomnb.core.query.IMAGE_COLUMNS`, as
     :func:`dicomnb.sources.dimse.find_instances` gives. The study's series are listed first
     (unless ``series_uids`` are given), then the instances of each, :data:`LIST_PARALLEL`
-    series at a time: Orthanc takes about 3 ms per instance listed, so listing series side
-    by side is what keeps the listing of a big study short. Rows come series by series,
-    in the order of the series.
+    series at a time: Orthanc takes about 2 ms of CPU per instance listed (see
+    :mod:`dicomnb.sources.wado_rs`), so listing series side by side is what keeps the
+    listing of a big study short. Rows come series by series, in the order of the series.
 
     Raises
     ------
     CriteriaError, ConfigError, ConnectionFailed, AuthenticationFailed, QueryFailed, MalformedResponse
         As :func:`search`.
     """
-    if not isinstance(study_uid, str) or not study_uid.strip():
-        raise CriteriaError("listing the instances of a study needs its StudyInstanceUID")
-    study_uid = study_uid.strip()
-    timeout = check_timeout(timeout)
-    auth = _authorization(node)  # once, in the calling thread
-    no_check = _ExactCheck({}, node, timeout, auth)
-
-    def listing(level: str, series_uid: str | None) -> list[dict[str, Any]]:
-        path, params, _ = qido_query(None, level, study_uid=study_uid, series_uid=series_uid)
-        client = _client(node, node.qido, timeout, auth)
-        return list(_search(client, path, params, level, 0, 0, None, no_check, frozenset(),
-                            {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}))
-
-    if series_uids is None:
-        series_uids = [str(r["SeriesInstanceUID"]) for r in listing("series", None) if r.get("SeriesInstanceUID")]
-    series = list(dict.fromkeys(series_uids))
+    listing = StudyListing(node, study_uid, timeout=timeout)
+    series = list(dict.fromkeys(series_uids)) if series_uids is not None else listing.series()
     if len(series) <= 1:
-        return [row for uid in series for row in listing("image", uid)]
+        return [row for uid in series for row in listing.instances(uid)]
     with ThreadPoolExecutor(min(LIST_PARALLEL, len(series)), thread_name_prefix="dicomnb-qido") as pool:
-        return [row for rows in pool.map(lambda uid: listing("image", uid), series) for row in rows]
-
-
-# --- retrieve ------------------------------------------------------------------------------------
-
-def _receive(response: Response, client: HttpClient, landing: Landing, folder: str, what: str) -> None:
-    """Stream a WADO-RS answer's parts into temporary files in ``folder``; land each one.
-
-    Raises
-    ------
-    MalformedResponse
-        Not multipart/related (nor one application/dicom file), or cut short; the part being
-        written is deleted, the parts complete before it stay landed.
-    ConnectionFailed
-        The connection failed or went silent in the middle.
-    DownloadError
-        The store cannot be written (full, or not writable).
-    """
-    media, parameters = content_type(response.header("Content-Type"))
-    single = media == "application/dicom"
-    if not single and (media != "multipart/related" or not parameters.get("boundary")):
-        raise MalformedResponse(f"{client.where} answered {what} with {media!r}, not multipart/related "
-                                "DICOM: is the node's URL (or its WADO-RS URL) the DICOMweb root?")
-    parser = None if single else MultipartParser(parameters["boundary"])
-    part = _PartFile(folder, client.where, what)
-    length = response.header("Content-Length")
-    # A small answer (one instance) needs no megabyte of buffer.
-    view = memoryview(bytearray(min(CHUNK, max(1 << 16, int(length) if length.isdigit() else CHUNK))))
-    try:
-        if single:
-            part.begin({"content-length": response.header("Content-Length")})
-        while True:
-            try:
-                count = response.raw.readinto(view)
-            except (OSError, ValueError) as exc:
-                raise client.failure(exc) from exc
-            if not count:
-                break
-            if parser is None:
-                part.write(view[:count])
-                continue
-            for kind, value in parser.feed(view[:count]):
-                if kind == DATA:
-                    part.write(value)
-                elif kind == HEADERS:
-                    part.begin(value)
-                elif kind == END:
-                    landing.land_file(part.end(), sender=client.where)
-        if parser is None:
-            landing.land_file(part.end(), sender=client.where)
-        else:
-            try:
-                parser.finish()
-            except MalformedResponse as exc:
-                raise MalformedResponse(f"{client.where}: the answer to the retrieve of {what} is not "
-                                        f"usable: {exc}: try again; if it happens again, see the server's "
-                                        "log") from exc
-    finally:
-        part.discard()  # a part cut short: nothing half-written stays
-
-
-class _PartFile:
-    """The temporary file one part is streamed into, in the store folder it will be renamed in."""
-
-    def __init__(self, folder: str, where: str, what: str) -> None:
-        self.folder, self.where, self.what = folder, where, what
-        self.fd, self.path, self.size, self.declared = -1, "", 0, ""
-
-    def _store_error(self, exc: OSError) -> DownloadError:
-        return DownloadError(f"cannot write the retrieve of {self.what} into the store ({self.folder}): "
-                             f"{exc.strerror or exc}: free some space, or check the cache folder's permissions")
-
-    def begin(self, headers: dict[str, str]) -> None:
-        self.discard()
-        try:
-            os.makedirs(self.folder, exist_ok=True)
-            self.fd, self.path = tempfile.mkstemp(prefix=".part-", dir=self.folder)
-        except OSError as exc:
-            raise self._store_error(exc) from exc
-        self.size, self.declared = 0, headers.get("content-length", "")
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.fd < 0:
-            raise MalformedResponse(f"{self.where}: the answer to the retrieve of {self.what} has data "
-                                    "outside its parts")
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as exc:
-            raise self._store_error(exc) from exc
-        self.size += len(data)
-
-    def end(self) -> str:
-        """Close the file; return its path (the caller lands it)."""
-        os.close(self.fd)
-        self.fd = -1
-        if self.declared.isdigit() and int(self.declared) != self.size:
-            raise MalformedResponse(f"{self.where}: a part of the retrieve of {self.what} holds {self.size} "
-                                    f"bytes where its header says {self.declared}")
-        path, self.path = self.path, ""
-        return path
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self.path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            self.path = ""
-
-
-def retrieve_wado_rs(node: DicomWebNode, landing: Landing, *, timeout: float = 30, parallel: int = 4,
-                     per_instance: bool = False) -> None:
-    """Fetch what ``landing`` waits for from ``node``'s WADO-RS, ``parallel`` requests at a time.
-
-    A series nothing of which is in the store yet is asked for whole (one request); the
-    other instances one by one (``per_instance=True``: every instance on its own, the unit
-    a download can pause on). Each part is streamed to a temporary file in the store and
-    renamed into place once its header is read (memory stays bounded); what did not come
-    stays in ``landing.missing``. A series or instance the server does not have (HTTP 404)
-    is noted and left missing.
-
-    Raises
-    ------
-    ConfigError
-        The node needs a secret that is nowhere to be found (the message says how to give it).
-    ConnectionFailed
-        The server cannot be reached, refuses TLS, or is silent for ``timeout``.
-    AuthenticationFailed
-        HTTP 401/403: check the credentials.
-    QueryFailed
-        Another HTTP error (``status`` holds it).
-    MalformedResponse
-        An answer that is not multipart DICOM, or is cut short (nothing half-written is kept).
-    DownloadError
-        The store cannot be written (full, or not writable).
-    """
-    timeout = check_timeout(timeout)
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-        raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
-    auth = _authorization(node)
-    tasks: list[tuple[Expected, bool]] = []  # (instance, whole series?)
-    for series_uid, instances in landing.pending_by_series().items():
-        if not per_instance and landing.series_complete_in_listing(series_uid):
-            tasks.append((instances[0], True))
-        else:
-            tasks.extend((instance, False) for instance in instances)
-    if not tasks:
-        return
-    client = _client(node, node.wado, timeout, auth)
-    failures: list[BaseException] = []  # in the order they happened: the first is the cause
-    lock = threading.Lock()
-
-    def fetch(instance: Expected, whole: bool) -> None:
-        if failures:
-            return  # something failed: start nothing more
-        try:
-            study, series = quote_segment(instance.study_uid), quote_segment(instance.series_uid)
-            path = f"/studies/{study}/series/{series}"
-            what = f"series {instance.series_uid}"
-            if not whole:
-                path += f"/instances/{quote_segment(instance.sop_instance_uid)}"
-                what = f"instance {instance.sop_instance_uid}"
-            folder = str(instance_path(instance.study_uid, instance.series_uid, "").parent)
-            with client.get(client.target(path), ACCEPT_DICOM) as response:
-                if response.status == 404:
-                    landing.note(f"{client.where}: {what} not found (HTTP 404)")
-                    return
-                if response.status != 200:
-                    raise status_error(client.where, response.status, f"the retrieve of {what}", _RETRIEVE_HINTS)
-                _receive(response, client, landing, folder, what)
-        except BaseException as exc:
-            with lock:
-                failures.append(exc)
-            raise
-
-    started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(min(parallel, len(tasks)), thread_name_prefix="dicomnb-wado-rs") as pool:
-            wait([pool.submit(fetch, instance, whole) for instance, whole in tasks])
-    finally:
-        client.close()
-    LOGGER.debug("WADO-RS %s: %d requests in %.3f s", client.where, len(tasks), time.monotonic() - started)
-    if failures:
-        raise failures[0]
+        return [row for rows in pool.map(listing.instances, series) for row in rows]

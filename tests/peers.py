@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.uid import generate_uid
@@ -500,51 +501,85 @@ def run_qrscp(root: Path, aet: str = "QRSCP", load: bool = True) -> Iterator[Pee
         server.stop()
 
 
-# --- a peer that accepts connections and says nothing ------------------------------------------
+# --- scripted peers on loopback: a listening socket that runs a script per connection -----------
 
-class SilentPeer:
-    """Accepts TCP connections and never answers: for timeouts. Stop it with :meth:`close`.
+class LoopbackPeer:
+    """A listening socket on 127.0.0.1 whose thread hands each connection to :meth:`handle`.
 
-    With ``hang_up=True`` it closes each connection at once instead (a peer that drops us).
+    Connections are taken one at a time, in the listening thread, and kept until
+    :meth:`close`, which stops the thread and closes them all. Subclasses set what
+    :meth:`handle` needs before calling ``super().__init__()`` (the thread starts there).
+    ``stopping`` is set when the peer is closing: a script waiting on it ends.
     """
 
-    def __init__(self, hang_up: bool = False) -> None:
-        self.hang_up = hang_up
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self._listener.settimeout(0.1)
-        self.port = int(self._listener.getsockname()[1])
+    thread_name = "loopback-peer"
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
         self._connections: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="silent-peer", daemon=True)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._accept, name=self.thread_name, daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
             try:
                 connection, _ = self._listener.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            if self.hang_up:
-                connection.close()
-            else:
-                self._connections.append(connection)  # kept open, never read nor written
+            self._connections.append(connection)
+            self.handle(connection)
+
+    def handle(self, connection: socket.socket) -> None:
+        """What the peer does with one connection (in the listening thread)."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._stop.set()
+        self.stopping.set()
         self._thread.join(5)
         for connection in self._connections:
             connection.close()
         self._listener.close()
+        assert not self._thread.is_alive(), f"{self.thread_name} did not stop"
 
-    def __enter__(self) -> SilentPeer:
+    def __enter__(self) -> LoopbackPeer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SilentPeer(LoopbackPeer):
+    """Accepts TCP connections and never answers: for timeouts. Stop it with :meth:`close`.
+
+    With ``hang_up=True`` it closes each connection at once instead (a peer that drops us).
+    """
+
+    thread_name = "silent-peer"
+
+    def __init__(self, hang_up: bool = False) -> None:
+        self.hang_up = hang_up
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        if self.hang_up:
+            connection.close()
+        # otherwise kept open, never read nor written
+
+
+def accept_every_context(request: Any, max_pdu: int) -> bytes:
+    """An A-ASSOCIATE-AC PDU for ``request`` (an ``upperlayer.Association``) accepting every
+    proposed presentation context with its first transfer syntax."""
+    from dicomnb.sources import upperlayer as ul
+
+    for context in request.contexts:
+        context.result, context.transfer_syntax = 0, context.transfer_syntaxes[0]
+    return ul.Association(called=request.called, calling=request.calling,
+                          contexts=request.contexts).encode(ul.ASSOCIATE_AC, max_pdu)
 
 
 # --- a test CA, and DCMTK's storescp over TLS ---------------------------------------------------

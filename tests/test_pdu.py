@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import pytest
 from conftest import require_module
 from netcommon import CT_INSTANCE, CT_SERIES, CT_STUDY, collect_garbage  # noqa: F401 - collect_garbage: autouse fixture
+from peers import LoopbackPeer, accept_every_context
 
 import dicomnb
 from dicomnb.core.errors import AssociationAborted, ConnectionFailed, DicomnbError, QueryFailed
@@ -73,7 +74,7 @@ def recv_pdu(sock: socket.socket) -> tuple[int, bytes]:
     return kind, recv_exactly(sock, length)
 
 
-class HostilePeer:
+class HostilePeer(LoopbackPeer):
     """A DICOM "server" that reads the A-ASSOCIATE-RQ and answers with ``script(sock, rq_body)``.
 
     After the script the connection stays open (so the client has to judge the bytes it got,
@@ -81,44 +82,28 @@ class HostilePeer:
     closes everything it opened and re-raises what a broken script raised.
     """
 
+    thread_name = "hostile-peer"
+
     def __init__(self, script: Script) -> None:
         self.script = script
         self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._connections: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.node = DicomNode("hostile", "HOSTILE", "127.0.0.1", int(self._listener.getsockname()[1]))
-        self._thread = threading.Thread(target=self._serve, name="hostile-peer", daemon=True)
-        self._thread.start()
+        super().__init__()
+        self.node = DicomNode("hostile", "HOSTILE", "127.0.0.1", self.port)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._connections.append(sock)
-            sock.settimeout(5)
-            try:
-                kind, body = recv_pdu(sock)
-                if kind != ul.ASSOCIATE_RQ:
-                    raise AssertionError(f"PDU type {kind} instead of an A-ASSOCIATE-RQ")
-                self.script(sock, body)
-            except OSError:
-                pass  # the client gave up (closed, aborted) before the script ended: fine
-            except BaseException as exc:  # noqa: BLE001 - a broken script: re-raised by close()
-                self.errors.append(exc)
+    def handle(self, sock: socket.socket) -> None:
+        sock.settimeout(5)
+        try:
+            kind, body = recv_pdu(sock)
+            if kind != ul.ASSOCIATE_RQ:
+                raise AssertionError(f"PDU type {kind} instead of an A-ASSOCIATE-RQ")
+            self.script(sock, body)
+        except OSError:
+            pass  # the client gave up (closed, aborted) before the script ended: fine
+        except BaseException as exc:  # noqa: BLE001 - a broken script: re-raised by close()
+            self.errors.append(exc)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self._connections:
-            sock.close()
-        self._listener.close()
-        assert not self._thread.is_alive()
+        super().close()
         if self.errors:
             raise self.errors[0]
 
@@ -131,11 +116,7 @@ def header(kind: int, length: int) -> bytes:
 
 def accept_all(rq_body: bytes) -> bytes:
     """A valid A-ASSOCIATE-AC accepting every proposed context with its first transfer syntax."""
-    request = ul.Association.decode(rq_body)
-    for context in request.contexts:
-        context.result, context.transfer_syntax = 0, context.transfer_syntaxes[0]
-    return ul.Association(called=request.called, calling=request.calling,
-                          contexts=request.contexts).encode(ul.ASSOCIATE_AC, 16384)
+    return accept_every_context(ul.Association.decode(rq_body), 16384)
 
 
 def send(data: bytes) -> Script:

@@ -18,6 +18,7 @@ import pydicom
 import pytest
 from conftest import TEST_FILES, require_module, require_tool
 from netcommon import CT_INSTANCE, CT_SERIES, CT_STUDY, PEERS, collect_garbage, node_of  # noqa: F401 - collect_garbage: autouse fixture
+from peers import LoopbackPeer, accept_every_context
 from pydicom.uid import generate_uid
 
 import dicomnb
@@ -477,45 +478,28 @@ def test_incomplete_retrieve_names_the_missing(scripted_archive: ScriptedArchive
     assert "retrieve again" in captured.err
 
 
-class RawArchive:
-    """A raw-socket peer: accepts any association, then plays ``script(connection)`` (over TLS with ``tls``)."""
+class RawArchive(LoopbackPeer):
+    """A raw-socket peer: accepts any association, then plays ``script(connection, request,
+    stopping)`` (over TLS with ``tls``); ``stopping`` is set when the peer is closed."""
+
+    thread_name = "raw-archive"
 
     def __init__(self, script: Any, tls: ssl.SSLContext | None = None) -> None:
         self.script, self.tls = script, tls
-        self.release = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def serve(self) -> None:
+    def handle(self, sock: socket.socket) -> None:
         from dicomnb.sources import upperlayer as ul
 
-        while not self.release.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_side=True)
-            conn = ul.Connection(sock, 10)
-            with contextlib.suppress(ul.PeerClosed, ul.PeerAborted, ul.PeerSilent):
-                kind, body = conn.read_pdu()
-                request = ul.Association.decode(body)
-                for context in request.contexts:
-                    context.result, context.transfer_syntax = 0, context.transfer_syntaxes[0]
-                conn.send(ul.Association(called=request.called, calling=request.calling,
-                                         contexts=request.contexts).encode(ul.ASSOCIATE_AC, 0))
-                self.script(conn, request, self.release)
-            conn.close()
-
-    def close(self) -> None:
-        self.release.set()
-        self.listener.close()
-        self.thread.join(5)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        conn = ul.Connection(sock, 10)
+        with contextlib.suppress(ul.PeerClosed, ul.PeerAborted, ul.PeerSilent):
+            kind, body = conn.read_pdu()
+            request = ul.Association.decode(body)
+            conn.send(accept_every_context(request, 0))
+            self.script(conn, request, self.stopping)
+        conn.close()
 
 
 def ct_landing() -> Landing:

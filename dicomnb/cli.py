@@ -133,8 +133,9 @@ def _setup_argparser() -> argparse.ArgumentParser:
                       help="seconds allowed for connecting and for each message (default 10)")
 
     query = commands.add_parser(
-        "query", help="search a node (C-FIND): studies, or the series/instances of a study",
-        description="Search a saved node (Study Root C-FIND) and print the matches as a table "
+        "query", help="search a node (C-FIND or QIDO-RS): studies, or the series/instances of a study",
+        description="Search a saved node (Study Root C-FIND, or QIDO-RS for a DICOMweb node) and "
+        "print the matches as a table "
         '(or {"rows": [...]} with --json). Text fields take * and ? wildcards. With no '
         "criteria at all, the preset chosen last applies.",
     )
@@ -165,8 +166,8 @@ def _setup_argparser() -> argparse.ArgumentParser:
 
     retrieve = commands.add_parser(
         "retrieve", help="retrieve a study or some of its series into the store and the catalog",
-        description="List a study's instances (C-FIND), fetch those the local store does not hold "
-        "yet (C-GET, C-MOVE or WADO-URI), and check that every one arrived. Exit status 5 when "
+        description="List a study's instances (C-FIND or QIDO-RS), fetch those the local store does "
+        "not hold yet (C-GET, C-MOVE, WADO-URI or WADO-RS), and check that every one arrived. Exit status 5 when "
         "some are missing: they are listed, and running the command again fetches just those.",
     )
     retrieve.add_argument("name", metavar="NAME", help="a node added with 'dicomnb node add'")

@@ -30,7 +30,7 @@ from dicomnb.core.criteria import SearchCriteria
 from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomNode, DicomWebNode, NodeStore
 from dicomnb.core.presets import Presets
-from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit
+from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit, check_page
 from dicomnb.core.retrieval import Landing, RetrieveResult
 from dicomnb.core.secrets import forget_secret, set_secret
 
@@ -172,15 +172,6 @@ def _target(store: NodeStore, node: str | AnyNode) -> AnyNode:
     if not isinstance(node, (DicomNode, DicomWebNode)):
         raise ConfigError(f"a node is a saved node's name or a node, not {type(node).__name__}")
     return node
-
-
-def check_page(page: object, limit: int) -> int:
-    """``page`` as a 1-based int; pages beyond the first need a limit (the page size)."""
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise CriteriaError(f"the page must be a whole number >= 1, not {page!r}")
-    if page > 1 and limit == 0:
-        raise CriteriaError(f"page {page} needs a limit (the page size): with no limit everything is on page 1")
-    return page
 
 
 def _criteria(level: str, criteria: SearchCriteria | None, preset: str | None,

@@ -45,6 +45,7 @@ __all__ = [
     "QueryResult",
     "check_level",
     "check_limit",
+    "check_page",
     "find_identifier",
     "parse_date_range",
 ]
@@ -108,8 +109,8 @@ def check_level(level: str) -> str:
     return text
 
 
-def check_limit(limit: object) -> int:
-    """``limit`` as a count of matches (0: no limit).
+def check_limit(limit: object, what: str = "limit") -> int:
+    """``limit`` as a count of matches (0: no limit); ``what`` names it in errors ("offset").
 
     Raises
     ------
@@ -120,10 +121,25 @@ def check_limit(limit: object) -> int:
         try:
             limit = int(str(limit), 10)
         except ValueError:
-            raise CriteriaError(f"the limit {limit!r} is not a whole number: give 0 (none) or more") from None
+            raise CriteriaError(f"the {what} {limit!r} is not a whole number: give 0 (none) or more") from None
     if limit < 0:
-        raise CriteriaError(f"the limit {limit} is negative: give 0 (none) or more")
+        raise CriteriaError(f"the {what} {limit} is negative: give 0 (none) or more")
     return limit
+
+
+def check_page(page: object, limit: int) -> int:
+    """``page`` as a 1-based int; pages beyond the first need a limit (the page size).
+
+    Raises
+    ------
+    CriteriaError
+        Not a whole number >= 1, or beyond the first with no limit.
+    """
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise CriteriaError(f"the page must be a whole number >= 1, not {page!r}")
+    if page > 1 and limit == 0:
+        raise CriteriaError(f"page {page} needs a limit (the page size): with no limit everything is on page 1")
+    return page
 
 
 def find_identifier(

@@ -445,7 +445,7 @@ def search(
     """
     level = check_level(level)
     limit = check_limit(limit)
-    offset = check_limit(offset)
+    offset = check_limit(offset, "offset")
     if criteria is not None and not isinstance(criteria, SearchCriteria):
         raise CriteriaError(f"criteria must be SearchCriteria, not {type(criteria).__name__}")
     criteria = criteria or SearchCriteria()

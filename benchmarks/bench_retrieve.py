@@ -99,7 +99,7 @@ class Measures:
 
     def getscu(self) -> int:
         folder = self._folder("getscu")
-        subprocess.run([shutil.which("getscu") or "getscu", "-aet", "GETSCU", "-aec", self.peer.aet,
+        subprocess.run([peers.system_tool("getscu") or "getscu", "-aet", "GETSCU", "-aec", self.peer.aet,
                         self.peer.host, str(self.peer.port), "-k", "QueryRetrieveLevel=STUDY",
                         "-k", f"StudyInstanceUID={self.study}", "-od", str(folder)],
                        env=peers.peer_env(), check=True, capture_output=True)

@@ -40,9 +40,9 @@ from dicomnb.network import (
     presets,
     query,
     remove_node,
-    retrieve,
     set_secret,
 )
+from dicomnb.retrieving import downloads, retrieve
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
@@ -63,6 +63,7 @@ __all__ = [
     "debug_logger",
     "demo",
     "detect_cdrom",
+    "downloads",
     "echo",
     "errors",
     "find_instances",

@@ -35,7 +35,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dicomnb import api, network
+from dicomnb import api, network, retrieving
 from dicomnb.core.criteria import Period
 from dicomnb.core.errors import (
     AuthenticationFailed,
@@ -375,7 +375,7 @@ def _retrieve(args: argparse.Namespace) -> int:
         print(f"dicomnb retrieve: --dest: {args.dest} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = network.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
+        result = retrieving.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
     except RetrieveIncomplete as exc:
         _print_retrieved(args, exc.result)
         print(f"dicomnb retrieve: {exc}", file=sys.stderr)

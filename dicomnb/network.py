@@ -1,4 +1,4 @@
-"""The network verbs a notebook user types: nodes, C-ECHO, search presets, C-FIND, retrieve.
+"""The network verbs a notebook user types: nodes, C-ECHO, search presets, C-FIND (retrieve: :mod:`dicomnb.retrieving`).
 
 >>> import dicomnb
 >>> dicomnb.add_node("orthanc", aet="ORTHANC", host="127.0.0.1", port=4242)
@@ -22,20 +22,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from dicomnb.core.criteria import SearchCriteria
-from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
+from dicomnb.core.errors import ConfigError, CriteriaError
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomNode, DicomWebNode, NodeStore
 from dicomnb.core.presets import Presets
 from dicomnb.core.query import FindOutcome, QueryResult, check_level, check_limit, check_page
-from dicomnb.core.retrieval import Landing, RetrieveResult
 from dicomnb.core.secrets import forget_secret, set_secret
 
 __all__ = ["add_node", "echo", "find_instances", "forget_secret", "get_node", "nodes", "presets", "query",
-           "remove_node", "retrieve", "set_secret"]
+           "remove_node", "set_secret"]
 
 
 def _absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -329,160 +328,3 @@ def find_instances(
 
     return dimse_find_instances(target, study_uid, series_uids, calling=calling or store.calling,
                                 timeout=timeout)
-
-
-#: Retrieve methods, and the source name their records carry in the catalog.
-RETRIEVE_METHODS = {"c-get": "dimse", "c-move": "dimse", "wado-uri": "wado-uri", "wado-rs": "dicomweb"}
-#: The methods each kind of node retrieves with (the first is the default).
-NODE_METHODS = {"dimse": ("c-get", "c-move", "wado-uri"), "dicomweb": ("wado-rs",)}
-
-
-def check_method(target: AnyNode, method: str | None) -> str:
-    """The retrieve method to use for ``target`` (its default when None), or ConfigError."""
-    allowed = NODE_METHODS[target.kind]
-    if method is None:
-        return allowed[0]
-    if method not in RETRIEVE_METHODS:
-        raise ConfigError(f"unknown retrieve method {method!r}: choose {', '.join(RETRIEVE_METHODS)}")
-    if method not in allowed:
-        kind = "a DICOMweb" if target.kind == "dicomweb" else "a DIMSE"
-        raise ConfigError(f"node {target.name!r} is {kind} node: retrieve it with {' or '.join(allowed)}, "
-                          f"not {method}")
-    return method
-
-
-def retrieve(
-    node: str | AnyNode,
-    study_uid: str,
-    series_uids: Sequence[str] | None = None,
-    *,
-    method: str | None = None,
-    dest: str | os.PathLike[str] | None = None,
-    calling: CallingNode | None = None,
-    timeout: float = 30,
-    progress: Callable[[int, int], object] | None = None,
-    parallel: int = 3,
-    raise_incomplete: bool = True,
-    cancel: threading.Event | None = None,
-) -> RetrieveResult:
-    """Retrieve a study (or some of its series) into the local store and the catalog.
-
-    The instances are listed first (C-FIND at IMAGE level); those the store already holds
-    complete are not fetched again; the others are fetched series by series (``parallel``
-    at a time), each written atomically to the store as it arrives and filed into
-    :data:`dicomnb.catalog` (source ``"dimse"`` or ``"wado-uri"``, origin the node's name).
-    What arrived is then compared with what was listed. A DICOMweb node is listed with
-    QIDO-RS series by series, and each series is retrieved (WADO-RS) as soon as it is
-    listed, while the next are being listed.
-
-    Parameters
-    ----------
-    node : str, DicomNode or DicomWebNode
-        A saved node's name, or a node.
-    study_uid : str
-        The StudyInstanceUID.
-    series_uids : sequence of str, optional
-        Only these series of the study (default: all of them).
-    method : {"c-get", "c-move", "wado-uri", "wado-rs"}, optional
-        C-GET (one association, nothing to declare on the archive; the default for DIMSE
-        nodes); C-MOVE (the archive must know our calling AE title and Storage SCP port,
-        see ``calling``); WADO-URI (HTTP GET per instance at the node's ``wado_url``);
-        WADO-RS (DICOMweb nodes, their only method and default).
-    dest : path, optional
-        A folder that also gets a copy of every instance (hard-linked when it can be).
-    calling : CallingNode, optional
-        Our AE title, and for C-MOVE the address and port our Storage SCP listens on
-        (default: the saved calling node, ``DICOMNB`` on 127.0.0.1:11113).
-    timeout : float
-        Seconds allowed for connecting and between two messages from the archive.
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each instance lands (from worker threads).
-    parallel : int
-        Series retrieved at once, each on its own association or HTTP connection.
-    raise_incomplete : bool
-        Raise :class:`~dicomnb.errors.RetrieveIncomplete` when instances are missing
-        (default); with False, return the result and let ``result.missing`` say so.
-    cancel : threading.Event, optional
-        Set it from another thread to stop (a download manager's pause): C-GET and C-MOVE
-        send C-CANCEL, keep what arrives until the archive ends (a second at most, then the
-        associations are aborted), begin no further series, and return the result with
-        ``cancelled`` True, without raising RetrieveIncomplete; retrieving again fetches
-        only the missing instances. Set before the start, nothing is asked of the archive.
-        WADO-URI and WADO-RS notice it only before they start.
-
-    Returns
-    -------
-    RetrieveResult
-        ``.retrieved`` (fetched this time), ``.instances`` (records in the catalog),
-        ``.missing``, ``.errors``, ``.seconds``, ``.to_json()``.
-
-    Raises
-    ------
-    RetrieveIncomplete
-        Instances listed by the C-FIND did not arrive (and it was not cancelled); ``.missing``
-        lists their SOP Instance UIDs and ``.result`` is the :class:`RetrieveResult`.
-        Retrieving again fetches just those.
-    ConfigError
-        No saved node of that name, an unknown method, no WADO-URI URL, a bad transfer
-        syntax file, or (C-MOVE) a Storage SCP port that cannot be listened on.
-    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed
-        The archive could not be reached, refused, aborted or answered with a failure
-        (``QueryFailed.status``: 0xA701/0xA702 out of resources, 0xA801 unknown move
-        destination, 0xC000 unable to process; None when it went silent).
-    """
-    if not isinstance(study_uid, str) or not study_uid.strip():
-        raise CriteriaError("a retrieve needs the StudyInstanceUID of the study")
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-        raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
-    store = NodeStore.load()
-    target = _target(store, node)
-    method = check_method(target, method)
-    calling = calling or store.calling
-    if cancel is not None and cancel.is_set():
-        return RetrieveResult(node=target.name, study_uid=study_uid.strip(), method=method, cancelled=True)
-    from dicomnb.api import catalog
-
-    if isinstance(target, DicomWebNode):
-        from dicomnb.sources.wado_rs import retrieve_study_wado_rs
-
-        # Listed series by series, each retrieved as soon as it is listed: the landing
-        # learns what to expect as the listing arrives.
-        landing = Landing([], catalog.add_items, source=RETRIEVE_METHODS[method], origin=target.name,
-                          dest=dest, progress=progress)
-        retrieve_study_wado_rs(target, study_uid.strip(), series_uids, landing, timeout=timeout, parallel=parallel)
-        return _finish(landing, target, study_uid, method, raise_incomplete)
-    if method == "wado-uri" and not target.wado_url:
-        raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "
-                          f"'dicomnb node add {target.name} ... --wado-url http://host:8042/wado --replace'")
-    from dicomnb.sources.retrieve import list_instances, retrieve_dimse
-
-    expected, sop_classes = list_instances(target, study_uid.strip(), series_uids, calling=calling,
-                                           timeout=timeout)
-    landing = Landing(expected, catalog.add_items,
-                      source=RETRIEVE_METHODS[method], origin=target.name, dest=dest, progress=progress)
-    landing.file_stored()
-    if method == "wado-uri":
-        from dicomnb.sources.wado_uri import retrieve_wado_uri
-
-        retrieve_wado_uri(target, landing, timeout=timeout, parallel=parallel)
-    else:
-        cancelled = retrieve_dimse(target, landing, method=method, sop_classes=sop_classes, calling=calling,
-                                   timeout=timeout, parallel=parallel, cancel=cancel)
-        return _finish(landing, target, study_uid, method, raise_incomplete, cancelled)
-    return _finish(landing, target, study_uid, method, raise_incomplete)
-
-
-def _finish(landing: Landing, target: AnyNode, study_uid: str, method: str,
-            raise_incomplete: bool, cancelled: bool = False) -> RetrieveResult:
-    """The result of a retrieve; RetrieveIncomplete when instances listed did not arrive (unless cancelled)."""
-    result = landing.result(target.name, study_uid.strip(), method)
-    result.cancelled = cancelled
-    if result.missing and raise_incomplete and not cancelled:
-        shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")
-        error = RetrieveIncomplete(
-            f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
-            f"({shown}); {len(result.instances)} are in the catalog: retrieve again to fetch the missing "
-            "ones" + (f" ({result.errors[0]})" if result.errors else ""),
-            missing=result.missing, result=result)
-        raise error
-    return result

@@ -32,8 +32,10 @@ def missing_peer(message: str) -> NoReturn:
 
 
 def require_tool(name: str) -> str:
-    """Return the path of a command-line tool; skip without it, but fail on CI."""
-    path = shutil.which(name)
+    """Return the path of a system command-line tool; skip without it, but fail on CI."""
+    from peers import system_tool
+
+    path = system_tool(name)
     if path is None:
         message = f"{name} is not installed (the test command installs it: scripts/test.sh)"
         missing_peer(message)

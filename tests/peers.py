@@ -122,6 +122,15 @@ class PeerError(RuntimeError):
     """A peer could not be started or loaded (the message includes the end of its log)."""
 
 
+
+def system_tool(name: str) -> str | None:
+    """The path of a system command (DCMTK's), never the same-named app a virtualenv's
+    pynetdicom installs (``storescp``, ``getscu``... in the venv's ``bin``)."""
+    venv_bin = os.path.join(sys.prefix, "bin")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and os.path.realpath(p) != os.path.realpath(venv_bin))
+    return shutil.which(name, path=path)
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (bound to port 0, read back, released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -645,7 +654,7 @@ def run_storescp_tls(root: Path, certificates: dict[str, Path], aet: str = "TLSS
     timeouts are short so that a client that stalls it cannot hold up the next test long.
     Debian's dcmqrscp is built without TLS; storescp is the DCMTK server that has it.
     """
-    binary = shutil.which("storescp")
+    binary = system_tool("storescp")
     if binary is None:
         raise PeerError("storescp is not installed")
     received = root / "received"

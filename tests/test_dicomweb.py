@@ -725,8 +725,10 @@ def study_server(files: dict[str, Path], broken: dict[str, str] | None = None) -
 
     It answers the QIDO-RS listings of the study's series and of each series' instances, and
     the WADO-RS of a series or of one instance; ``broken`` maps a SeriesInstanceUID to how the
-    WADO-RS of that series fails: ``"404"``, or ``"cut"`` (in the middle of its second part).
+    WADO-RS of that series fails: ``"404"`` (every request of it), or ``"cut"`` (once: the
+    answer holding its second instance is cut in the middle of that instance).
     """
+    cut_once: list[str] = []
     series: dict[str, dict[str, bytes]] = {}
     for sop, path in files.items():
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -746,15 +748,17 @@ def study_server(files: dict[str, Path], broken: dict[str, str] | None = None) -
         if rows is not None:
             answer(handler, 200, json.dumps(rows).encode(), "application/dicom+json")
             return
-        wanted = series.get(parts[3], {}) if len(parts) >= 4 else {}
+        in_series = series.get(parts[3], {}) if len(parts) >= 4 else {}
+        wanted = in_series
         if len(parts) == 6:
-            wanted = {parts[5]: wanted[parts[5]]} if parts[5] in wanted else {}
-        how = (broken or {}).get(parts[3], "") if len(parts) == 4 else ""
+            wanted = {parts[5]: in_series[parts[5]]} if parts[5] in in_series else {}
+        how = (broken or {}).get(parts[3], "") if len(parts) >= 4 else ""
         if not wanted or how == "404":
             answer(handler, 404, b"{}")
             return
         whole = multipart(list(wanted.values()))
-        if how == "cut":
+        if how == "cut" and list(in_series)[1] in wanted and not cut_once:
+            cut_once.append(parts[3])
             answer(handler, 200, whole[:len(whole) - len(list(wanted.values())[-1]) // 2], MULTIPART, length=len(whole))
             handler.close_connection = True
         else:
@@ -789,21 +793,26 @@ def test_a_404_or_a_cut_series_leaves_its_instances_missing_by_name(
     result = info.value.result
     assert {r.SOPInstanceUID for r in result.instances} == {first, kept, kept2} and result.retrieved == 3
     assert sorted(result.errors) == sorted([
-        f"scripted ({server.url}): series {uids[gone]} not found (HTTP 404)",
-        f"scripted ({server.url}): the answer to the retrieve of series {uids[first]} is not usable: the multipart "
-        "body was cut short in the middle of part 2: try again; if it happens again, see the server's log"])
-    assert result.errors[0] in str(info.value)  # the message gives the first cause
+        f"scripted ({server.url}): instance {gone} not found (HTTP 404)",
+        f"scripted ({server.url}): instance {gone2} not found (HTTP 404)",
+        f"scripted ({server.url}): the answer to the retrieve of instance {cut} is not usable: the multipart "
+        "body was cut short in the middle of part 1: try again; if it happens again, see the server's log"])
+    assert isinstance(info.value.__cause__, MalformedResponse)  # the network error behind it
     assert {sop for sop in files if sop in dicomnb.catalog} == {first, kept, kept2}
     assert not [p for p in store_files(isolated_cache) if p.name.startswith(".part-")]
-    # each series was listed, then asked for whole, once
-    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}" for s in (gone, first, kept))
-    # retrieving again asks only for what is missing: the cut series' lost instance comes on its own
+    # the jobs say it too: one per series, two of them incomplete
+    states = {job.series_uid: job.text for job in dicomnb.downloads()}
+    assert states == {uids[gone]: "incomplete: 2 missing", uids[first]: "incomplete: 1 missing",
+                      uids[kept]: f"complete: 2 instances, {states[uids[kept]].split(', ')[1]}"}
+    # each instance was asked for on its own, once
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}" for s in files)
+    # retrieving again asks only for what is missing: the cut instance comes this time
     server.requests.clear()
     with pytest.raises(RetrieveIncomplete) as info:
         dicomnb.retrieve(server.node(), study)
     assert set(info.value.missing) == {gone, gone2} and info.value.result.retrieved == 1
-    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[gone]}",
-                                            f"/dicom-web/studies/{study}/series/{uids[first]}/instances/{cut}"])
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}"
+                                           for s in (gone, gone2, cut))
 
 
 def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., ScriptedHttp], tmp_path: Path,
@@ -822,16 +831,17 @@ def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., Sc
     result = dicomnb.retrieve(server.node(), study, progress=lambda n, total: done.append((n, total)))
     assert result.complete and result.retrieved == 3 and len(result.instances) == 6
     assert {r.SOPInstanceUID for r in result.instances} == set(files) and all(sop in dicomnb.catalog for sop in files)
-    # nothing of the stored series, the lacking instance on its own, the fresh series whole
-    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[half]}/instances/{lacking}",
-                                            f"/dicom-web/studies/{study}/series/{uids[fresh]}"])
+    # nothing of the stored series; the others instance by instance (a download pauses between two)
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}"
+                                           for s in (lacking, fresh, fresh2))
     # progress: one call per instance fetched, counting what is landed or stored against what
     # has been listed so far (series are listed and fetched side by side: the order varies)
     assert len(done) == 3 and all(0 < n <= total <= 6 for n, total in done)
     for sop in (lacking, fresh, fresh2):
         assert instance_path(study, uids[sop], sop).read_bytes() == files[sop].read_bytes()
-    # one series only; everything stored: nothing asked for but its listing
+    # one series only; everything stored: nothing asked for but the listing (the series, for the
+    # download's label, and its instances)
     server.requests.clear()
     again = dicomnb.retrieve(server.node(), study, [uids[fresh]])
     assert again.retrieved == 0 and {r.SOPInstanceUID for r in again.instances} == {fresh, fresh2}
-    assert wado_requests(server) == [] and len(server.requests) == 1
+    assert wado_requests(server) == [] and len(server.requests) == 2

@@ -38,7 +38,7 @@ from dicomnb.core.errors import AssociationAborted, ConnectionFailed, DicomnbErr
 from dicomnb.core.nodes import CallingNode, DicomNode
 from dicomnb.core.retrieval import Expected, Landing
 from dicomnb.core.tcs import TransferSyntaxes
-from dicomnb.sources import retrieve
+from dicomnb.sources import retrieve, storescp
 from dicomnb.sources import upperlayer as ul
 from dicomnb.sources.dimse import echo, find
 
@@ -378,7 +378,7 @@ def test_storage_scp_aborts_a_hostile_caller(pdu: bytes, no_leaks: None) -> None
     import peers
 
     calling = CallingNode(port=peers.free_port())
-    with retrieve.StorageSCP(calling, ct_landing(), TransferSyntaxes(), timeout=TIMEOUT) as scp, \
+    with storescp.StorageSCP(calling, ct_landing(), TransferSyntaxes(), timeout=TIMEOUT) as scp, \
             socket.create_connection(("127.0.0.1", calling.port), timeout=TIMEOUT) as sock:
         started = time.monotonic()
         sock.sendall(pdu)

@@ -363,7 +363,7 @@ def test_cancel_mid_way_then_resume(crowded: Any, method: str, arrivals: list[st
     for record in first.instances:
         assert data_set_bytes(record.path) == data_set_bytes(originals[record.SOPInstanceUID])
     assert sorted(isolated_cache.rglob("*.dcm")) == sorted(Path(r.path) for r in first.instances)
-    assert not [p for p in isolated_cache.rglob("*") if p.is_file() and p.suffix != ".dcm"]
+    assert not [p for p in (isolated_cache / "store").rglob("*") if p.is_file() and p.suffix != ".dcm"]
     if method == "c-move":  # our Storage SCP is gone: its port is free again
         with socket.create_server(("127.0.0.1", peer.move_port)):
             pass
@@ -384,7 +384,7 @@ def test_storage_scp_refuses_unsolicited_instances(test_files: Path) -> None:
     from pynetdicom import AE
 
     from dicomnb.core.tcs import TransferSyntaxes
-    from dicomnb.sources.retrieve import StorageSCP
+    from dicomnb.sources.storescp import StorageSCP
 
     landing = Landing([Expected(CT_STUDY, CT_SERIES, CT_INSTANCE, CT_IMAGE)], dicomnb.catalog.add_items,
                       source="dimse", origin="test")

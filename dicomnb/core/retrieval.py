@@ -36,7 +36,8 @@ from dicomnb.core.classify import classify_file, classify_head
 from dicomnb.core.model import ErrorRecord, InstanceRecord, Item
 from dicomnb.core.store import atomic_write, atomic_writer, instance_path
 
-__all__ = ["IMPLEMENTATION_UID", "IMPLEMENTATION_VERSION", "Expected", "Landing", "RetrieveResult", "expected_instances", "part10_header"]
+__all__ = ["IMPLEMENTATION_UID", "IMPLEMENTATION_VERSION", "Expected", "Landing", "RetrieveResult", "StudyContents",
+           "expected_instances", "part10_header"]
 
 #: Our Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name, written in
 #: the file meta information and sent in association requests.
@@ -76,6 +77,65 @@ def expected_instances(rows: Iterable[Mapping[str, Any]], study_uid: str) -> lis
                                   str(row.get("SeriesInstanceUID") or ""), sop,
                                   str(row.get("SOPClassUID") or ""))
     return list(found.values())
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class StudyContents:
+    """What a study holds, listed before a retrieve: its instances, and what labels its series.
+
+    Attributes
+    ----------
+    instances : list of Expected
+        The instances, series by series in the listing's order.
+    sop_classes : list of str
+        The study's SOP classes when the archive says (C-GET's presentation contexts).
+    numbers : dict of str to int
+        InstanceNumber by SOP Instance UID, where the archive gave it (the order a series is
+        fetched in).
+    series : dict of str to dict
+        SeriesInstanceUID → its SERIES-level row (Modality, SeriesNumber, SeriesDescription...).
+    """
+
+    instances: list[Expected] = field(default_factory=list)
+    sop_classes: list[str] = field(default_factory=list)
+    numbers: dict[str, int] = field(default_factory=dict)
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]], study_uid: str) -> list[Expected]:
+        """Add IMAGE-level rows; return their instances (new ones only)."""
+        known = {e.sop_instance_uid for e in self.instances}
+        added = [e for e in expected_instances(rows, study_uid) if e.sop_instance_uid not in known]
+        self.instances += added
+        for row in rows:
+            number = _number(row.get("InstanceNumber"))
+            if number is not None and row.get("SOPInstanceUID"):
+                self.numbers[str(row["SOPInstanceUID"])] = number
+        return added
+
+    def by_series(self) -> dict[str, list[Expected]]:
+        """The instances by SeriesInstanceUID, in the listing's order."""
+        found: dict[str, list[Expected]] = {}
+        for e in self.instances:
+            found.setdefault(e.series_uid, []).append(e)
+        return found
+
+    def label(self, series_uid: str) -> str:
+        """``"CT 3: Chest 5 mm"``: what a download panel calls the series."""
+        row = self.series.get(series_uid, {})
+        modality = str(row.get("Modality") or "").strip()
+        number = _number(row.get("SeriesNumber"))
+        description = str(row.get("SeriesDescription") or "").strip()
+        head = " ".join(part for part in (modality, "" if number is None else str(number)) if part)
+        if head and description:
+            return f"{head}: {description}"
+        return head or description or f"series …{series_uid[-12:]}"
 
 
 def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
@@ -134,6 +194,8 @@ class RetrieveResult:
     cancelled : bool
         The retrieve was cancelled (``cancel`` set) with instances still pending: they are in
         ``missing`` (none listed when it was cancelled before it started).
+    jobs : list of str
+        The IDs of its download jobs, one per series (``dicomnb.downloads``).
     """
 
     node: str
@@ -146,6 +208,7 @@ class RetrieveResult:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cancelled: bool = False
+    jobs: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -210,6 +273,11 @@ class Landing:
         A folder that gets a copy of every instance (same layout as the store).
     progress : callable, optional
         Called as ``progress(done, total)`` after each instance lands.
+
+    Attributes
+    ----------
+    on_bytes : callable or None
+        Called with the size of each instance fetched, before ``progress`` (a download's rate).
     """
 
     def __init__(self, expected: Sequence[Expected], file_items: Callable[[list[Item]], object], *,
@@ -225,6 +293,7 @@ class Landing:
         self.retrieved = 0
         self.errors: list[str] = []
         self.started = time.monotonic()
+        self.on_bytes: Callable[[int], object] | None = None
         self._lock = threading.Lock()
 
     # -- what the store holds already -----------------------------------------------------------
@@ -393,6 +462,8 @@ class Landing:
             self.retrieved += 1
             done = len(self.records)
         self.file_items([item])
+        if self.on_bytes is not None:
+            self.on_bytes(len(content) if content is not None else _size_of(path))
         if self.progress is not None:
             self.progress(done, len(self.expected))
         return SUCCESS
@@ -426,3 +497,10 @@ class Landing:
         return RetrieveResult(node=node, study_uid=study_uid, method=method, expected=len(self.expected),
                               retrieved=self.retrieved, instances=instances, missing=self.missing,
                               errors=errors, seconds=time.monotonic() - self.started)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

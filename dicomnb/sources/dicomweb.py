@@ -594,15 +594,19 @@ class StudyListing:
         return list(_search(client, path, params, level, 0, 0, None, self._no_check, frozenset(),
                             {"StudyInstanceUID": self.study_uid, "SeriesInstanceUID": series_uid}))
 
-    def series(self) -> list[str]:
-        """The SeriesInstanceUIDs of the study, in the server's order.
+    def series_rows(self) -> list[dict[str, Any]]:
+        """The SERIES-level rows of the study (Modality, SeriesNumber, SeriesDescription...).
 
         Raises
         ------
         ConnectionFailed, AuthenticationFailed, QueryFailed, MalformedResponse
             As :func:`search`.
         """
-        return list(dict.fromkeys(str(r["SeriesInstanceUID"]) for r in self._rows("series", None)
+        return self._rows("series", None)
+
+    def series(self) -> list[str]:
+        """The SeriesInstanceUIDs of the study, in the server's order (errors as :meth:`series_rows`)."""
+        return list(dict.fromkeys(str(r["SeriesInstanceUID"]) for r in self.series_rows()
                                   if r.get("SeriesInstanceUID")))
 
     def instances(self, series_uid: str) -> list[dict[str, Any]]:

@@ -51,13 +51,14 @@ from dicomnb.core.errors import (
     QueryFailed,
 )
 from dicomnb.core.nodes import CallingNode, DicomNode
-from dicomnb.core.retrieval import Expected, Landing, part10_header
+from dicomnb.core.retrieval import Expected, Landing, StudyContents, part10_header
 from dicomnb.core.tcs import IMPLICIT_LE, TransferSyntaxes, common_storage_classes
 from dicomnb.sources import dimse_faults as faults
 from dicomnb.sources import upperlayer as ul
 from dicomnb.sources.dimse_faults import tls_context
+from dicomnb.sources.storescp import storage_scp
 
-__all__ = ["GET_MODEL", "MOVE_MODEL", "StorageSCP", "list_instances", "retrieve_dimse"]
+__all__ = ["GET_MODEL", "MOVE_MODEL", "list_instances", "retrieve_dimse"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"
 MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"
 VERIFICATION = "1.2.840.10008.1.1"
 
+#: SERIES-level keys asked for while listing a study: what labels a series' download.
+SERIES_LABEL_KEYS = ("Modality", "SeriesNumber", "SeriesDescription")
 MAX_CONTEXTS = 128          # presentation context IDs are the odd numbers 1-255
 MAX_PDU = ul.MAX_PDU        # what we accept per PDU: large, so few PDUs per instance
 PARALLEL = 3                # series retrieved at once (each on its own association)
@@ -364,7 +367,7 @@ def _find(conn: ul.Connection, where: str, identifier: dict[str, object], msg_id
 
 
 def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] | None = None, *,
-                   calling: CallingNode | None = None, timeout: float = 30) -> tuple[list[Expected], list[str]]:
+                   calling: CallingNode | None = None, timeout: float = 30) -> StudyContents:
     """The instances of a study (or some of its series) to retrieve, by C-FIND.
 
     The series are asked first (unless given), then each one's instances (SOP Instance UIDs)
@@ -375,9 +378,10 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
 
     Returns
     -------
-    (list of Expected, list of str)
-        The instances (``sop_class_uid`` empty when it was not asked), and the study's SOP
-        classes (empty when the archive did not say).
+    StudyContents
+        The instances (``sop_class_uid`` empty when it was not asked), the study's SOP
+        classes (empty when the archive did not say), the instance numbers and the series'
+        rows (modality, number, description: a download's label).
 
     Raises
     ------
@@ -400,22 +404,25 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
                 classes = [str(v) for v in ([value] if isinstance(value, str) else value) if v]
         except QueryFailed:  # an archive that refuses the key: ask SOPClassUID per instance
             classes = []
+        contents = StudyContents(sop_classes=classes)
+        rows = _find(conn, where, {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": study_uid,
+                                   "SeriesInstanceUID": None, **dict.fromkeys(SERIES_LABEL_KEYS)}, 2)
+        for ds in rows:
+            uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+            if uid:
+                contents.series[uid] = {key: getattr(ds, key, None) for key in SERIES_LABEL_KEYS}
         if series_uids is None:
-            rows = _find(conn, where, {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": study_uid,
-                                       "SeriesInstanceUID": None}, 2)
-            series_uids = [str(getattr(ds, "SeriesInstanceUID", "")) for ds in rows
-                           if getattr(ds, "SeriesInstanceUID", "")]
-        expected: dict[str, Expected] = {}
+            series_uids = list(contents.series)
         image_keys: dict[str, object] = {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study_uid,
-                                         "SeriesInstanceUID": None, "SOPInstanceUID": None}
+                                         "SeriesInstanceUID": None, "SOPInstanceUID": None, "InstanceNumber": None}
         if not classes:
             image_keys["SOPClassUID"] = None
         for number, series_uid in enumerate(dict.fromkeys(series_uids), 3):
             keys = {**image_keys, "SeriesInstanceUID": series_uid}
-            for ds in _find(conn, where, keys, number % 65536):
-                sop = str(getattr(ds, "SOPInstanceUID", "") or "")
-                if sop:
-                    expected[sop] = Expected(study_uid, series_uid, sop, str(getattr(ds, "SOPClassUID", "") or ""))
+            contents.add_rows([{"SOPInstanceUID": getattr(ds, "SOPInstanceUID", ""), "SeriesInstanceUID": series_uid,
+                                "SOPClassUID": getattr(ds, "SOPClassUID", ""),
+                                "InstanceNumber": getattr(ds, "InstanceNumber", None)}
+                               for ds in _find(conn, where, keys, number % 65536)], study_uid)
     except ul.PeerMalformed as exc:
         _abort(conn)
         raise AssociationAborted(faults.malformed(where, "the C-FIND", exc)) from exc
@@ -431,7 +438,7 @@ def list_instances(node: DicomNode, study_uid: str, series_uids: Sequence[str] |
         _abort(conn)
         raise
     _release(conn)
-    return list(expected.values()), classes
+    return contents
 
 
 @dataclass
@@ -606,146 +613,6 @@ def _cut_short(where: str, verb: str, what: str, landing: Landing, before: int) 
             f"arrived and are kept; retrieve again to fetch the rest")
 
 
-# --- our Storage SCP (C-MOVE destination) ------------------------------------------------------
-
-class StorageSCP:
-    """Our Storage SCP for the duration of a C-MOVE retrieve (a context manager).
-
-    It listens on ``calling.host:calling.port``, accepts associations called with
-    ``calling.aet`` (rejecting others: "called AE title not recognised"), and hands every
-    C-STORE to ``landing``, which refuses what it is not waiting for.
-
-    Raises
-    ------
-    ConfigError
-        The port cannot be listened on (in use, or not allowed).
-    """
-
-    def __init__(self, calling: CallingNode, landing: Landing, tcs: TransferSyntaxes, timeout: float) -> None:
-        self.calling, self.landing, self.tcs, self.timeout = calling, landing, tcs, timeout
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._connections: set[ul.Connection] = set()
-        self._lock = threading.Lock()
-        listener = socket.socket(socket.AF_INET6 if ":" in calling.host else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((calling.host, calling.port))
-            listener.listen(16)
-        except OSError as exc:
-            listener.close()
-            raise ConfigError(
-                f"our Storage SCP (the C-MOVE destination {calling.aet}) cannot listen on "
-                f"{calling.host}:{calling.port}: {exc.strerror or exc}: free that port or give the calling "
-                "node another one (the archive must know it), or use C-GET") from exc
-        listener.settimeout(0.1)
-        self._listener = listener
-        self.address = listener.getsockname()[:2]
-        self._accepting = threading.Thread(target=self._accept, name="dicomnb-storage-scp", daemon=True)
-        self._accepting.start()
-
-    def __enter__(self) -> StorageSCP:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def active(self) -> int:
-        with self._lock:
-            return len(self._connections)
-
-    def wait_idle(self, seconds: float) -> None:
-        """Wait (at most ``seconds``) until no association with us is open."""
-        deadline = time.monotonic() + seconds
-        while self.active and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._accepting.join(5)
-        self._listener.close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            _abort(conn)
-        for thread in list(self._threads):
-            thread.join(5)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(sock,), name="dicomnb-storage-assoc", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        conn = ul.Connection(sock, self.timeout, max_pdu=MAX_PDU)
-        with self._lock:
-            self._connections.add(conn)
-        try:
-            self._associate_and_store(conn)
-        except ul.PeerMalformed as exc:
-            LOGGER.warning("storage association aborted: the peer sent something that is not valid DICOM: %s", exc)
-            _abort(conn)
-        except (ul.PeerAborted, ul.PeerClosed, ul.PeerSilent, ul.Release) as exc:
-            LOGGER.debug("storage association ended: %s", exc)
-        except DicomnbError as exc:  # pragma: no cover - a landing error is a status, not an exception
-            LOGGER.warning("storage association failed: %s", exc)
-            _abort(conn)
-        finally:
-            conn.close()
-            with self._lock:
-                self._connections.discard(conn)
-
-    def _associate_and_store(self, conn: ul.Connection) -> None:
-        kind, body = conn.read_pdu()
-        if kind != ul.ASSOCIATE_RQ:
-            _abort(conn)
-            return
-        request = ul.Association.decode(body)
-        if request.called != self.calling.aet:
-            conn.send(ul.rejection_pdu(1, 1, 7))  # called AE title not recognised
-            return
-        for context in request.contexts:
-            if context.abstract_syntax == VERIFICATION:
-                ours: Sequence[str] = (IMPLICIT_LE,)
-            else:
-                ours = self.tcs.for_class(context.abstract_syntax)
-            chosen = next((ts for ts in context.transfer_syntaxes if ts in ours), "")
-            context.result, context.transfer_syntax = (0, chosen) if chosen else (4, "")
-        conn.peer_max_pdu = request.max_pdu
-        answer = ul.Association(called=request.called, calling=request.calling, contexts=request.contexts)
-        conn.send(answer.encode(ul.ASSOCIATE_AC, MAX_PDU))
-        contexts = {c.id: c for c in request.contexts}
-        sender = request.calling or "an unnamed AE"
-        while True:
-            try:
-                message = conn.read_message()
-            except ul.Release:
-                conn.send(ul.RELEASE_RP_PDU)
-                return
-            if message.command_field == ul.C_STORE_RQ:
-                sop = message.text(ul.AFFECTED_SOP_INSTANCE)
-                accepted = contexts.get(message.context_id)
-                if accepted is None or not accepted.accepted:
-                    status = 0x0122
-                elif not self.landing.wanted(sop):
-                    status = self.landing.land(sop, b"", sender=sender)
-                else:
-                    header = part10_header(message.text(ul.AFFECTED_SOP_CLASS), sop, accepted.transfer_syntax,
-                                           request.calling)
-                    status = self.landing.land(sop, message.data, header=header, sender=sender)
-                conn.send_message(message.context_id, ul.store_response(message, status))
-            elif message.command_field == ul.C_ECHO_RQ:
-                conn.send_message(message.context_id, ul.echo_response(message))
-
-
 # --- the entry point ---------------------------------------------------------------------------
 
 def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
@@ -783,17 +650,14 @@ def retrieve_dimse(node: DicomNode, landing: Landing, *, method: str = "c-get",
     watch = _Cancel(cancel)
     if not units or watch.stopping():
         return bool(units)
-    scp = StorageSCP(calling, landing, tcs, timeout) if verb == "C-MOVE" else None
-    try:
+    with contextlib.ExitStack() as stack:
+        scp = stack.enter_context(storage_scp(calling, landing, tcs, timeout)) if verb == "C-MOVE" else None
         with ThreadPoolExecutor(max(1, min(parallel, len(units))), thread_name_prefix="dicomnb-retrieve") as pool:
             futures = [pool.submit(_run, node, calling, unit, verb, landing, tcs, timeout, watch) for unit in units]
             watch.follow(futures)
         errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
         if scp is not None and landing.missing:  # an archive may answer before its last C-STORE ends
-            scp.wait_idle(watch.remaining() if watch.took_effect else min(timeout, 5))
+            scp.wait_idle(watch.remaining() if watch.took_effect else min(timeout, 5), landing)
         if errors:
             raise errors[0]
-    finally:
-        if scp is not None:
-            scp.close()
     return watch.took_effect and bool(landing.missing)

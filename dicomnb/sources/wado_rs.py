@@ -1,10 +1,11 @@
 """Retrieve with WADO-RS (PS3.18 10.4): listing and retrieving side by side, streamed into the store.
 
-:func:`retrieve_study_wado_rs` is what ``dicomnb.retrieve`` does for a DICOMweb node: it
-lists the instances of a study series by series (QIDO-RS,
-:class:`~dicomnb.sources.dicomweb.StudyListing`), and retrieves each series as soon as it
-is listed, while the next ones are being listed. :func:`retrieve_wado_rs` fetches what a
-:class:`~dicomnb.core.retrieval.Landing` already waits for.
+:func:`list_study` lists the instances of a study series by series (QIDO-RS,
+:class:`~dicomnb.sources.dicomweb.StudyListing`) and hands over each series as soon as it is
+listed: ``dicomnb.retrieve`` starts that series' download
+(:mod:`dicomnb.core.downloads`) while the next ones are being listed.
+:func:`retrieve_wado_rs` fetches what a :class:`~dicomnb.core.retrieval.Landing` waits for:
+a download's series, instance by instance, so that it can pause between two.
 
 Each series (or instance) is asked for as ``multipart/related; type="application/dicom";
 transfer-syntax=*`` (the files as the archive holds them), and each part is streamed into a
@@ -26,8 +27,8 @@ in 0.07–0.09 s. So the listing, not the transfer, is what a checked retrieve w
   attributes outside their index are spared reading them);
 - it lists :data:`LIST_PARALLEL` series at a time (the 1,000 instances: 2.15 s one series at
   a time, 1.4 s two, 1.15 s four; more gain nothing);
-- each series is retrieved as soon as it is listed, so that writing, checking and filing
-  its parts here runs while the server lists the next series.
+- each series' download starts as soon as it is listed, so that writing, checking and
+  filing its parts here runs while the server lists the next series.
 
 On 2 cores the server and dicomnb share the CPU, and both are busy: listing 1,000 instances
 costs Orthanc 2.2–2.7 CPU seconds, receiving them costs dicomnb about 1 (parts parsed,
@@ -54,21 +55,21 @@ from typing import Any
 
 from dicomnb.core.errors import ConfigError, ConnectionFailed, DownloadError, MalformedResponse
 from dicomnb.core.nodes import DicomWebNode
-from dicomnb.core.retrieval import Expected, Landing, expected_instances
+from dicomnb.core.retrieval import Expected, Landing
 from dicomnb.core.store import instance_path
 from dicomnb.sources.dicomweb import StudyListing, _authorization, _client
 from dicomnb.sources.http import HttpClient, Response, check_timeout, quote_segment, status_error
 from dicomnb.sources.multipart import DATA, END, HEADERS, MultipartParser, content_type
 
-__all__ = ["ACCEPT_DICOM", "RETRIEVE_FIELDS", "retrieve_study_wado_rs", "retrieve_wado_rs"]
+__all__ = ["ACCEPT_DICOM", "RETRIEVE_FIELDS", "list_study", "retrieve_wado_rs"]
 
 LOGGER = logging.getLogger(__name__)
 
 #: What WADO-RS is asked for: Part 10 files in the transfer syntax the archive holds them in.
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 #: The IMAGE-level attributes a retrieve's listing asks back (the UIDs come from the path).
-RETRIEVE_FIELDS = ("SOPClassUID", "SOPInstanceUID")
-#: Series listed at the same time by :func:`retrieve_study_wado_rs`.
+RETRIEVE_FIELDS = ("SOPClassUID", "SOPInstanceUID", "InstanceNumber")
+#: Series listed at the same time by :func:`list_study`.
 LIST_PARALLEL = 4
 #: Bytes read at a time from a WADO-RS answer (per connection).
 CHUNK = 1 << 20
@@ -229,17 +230,18 @@ class _Requests:
     """
 
     def __init__(self, node: DicomWebNode, landing: Landing, timeout: float, auth: str | None, *,
-                 keep_going: bool) -> None:
+                 keep_going: bool, cancel: threading.Event) -> None:
         self.client = _client(node, node.wado, timeout, auth)
         self.landing = landing
         self.keep_going = keep_going
+        self.cancel = cancel
         self.failures: list[BaseException] = []  # in the order they happened: the first is the cause
         self.sent = 0
         self._lock = threading.Lock()
 
     def guarded(self, work: Callable[..., None], *args: Any) -> None:
-        """Run ``work(*args)`` unless something failed already; keep its failure."""
-        if self.failures:
+        """Run ``work(*args)`` unless something failed already or it is cancelled; keep its failure."""
+        if self.failures or self.cancel.is_set():
             return
         try:
             work(*args)
@@ -282,79 +284,56 @@ class _Requests:
 
 # --- retrieves ------------------------------------------------------------------------------------
 
-def retrieve_study_wado_rs(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | None,
-                           landing: Landing, *, timeout: float = 30, parallel: int = 4,
-                           per_instance: bool = False) -> None:
-    """List a study's instances series by series (QIDO-RS) and retrieve each series as soon as it is listed.
+def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | None,
+               each: Callable[[str, dict[str, Any], list[dict[str, Any]]], object], *,
+               timeout: float = 30) -> None:
+    """List a study series by series (QIDO-RS), handing over each series as soon as it is listed.
 
-    ``landing`` may start empty: each series' listing is added to it
-    (:meth:`~dicomnb.core.retrieval.Landing.expect`), the instances of it the store holds
-    complete are filed from there and not fetched again
-    (:meth:`~dicomnb.core.retrieval.Landing.file_stored`), and the rest is asked for as
-    :func:`retrieve_wado_rs` asks: the series whole if nothing of it is stored, else instance
-    by instance (``per_instance=True``: always). Listings run :data:`LIST_PARALLEL` at a
-    time, retrieves ``parallel`` at a time, side by side.
-
-    What arrives is checked against the listing: an instance listed that does not come
-    stays in ``landing.missing``, also when the server answers its series with HTTP 404 or
-    breaks its answer off (cut short, or silent for ``timeout``). That is noted in
-    ``landing.errors`` and the other series still come; ``dicomnb.retrieve`` then raises
-    :class:`~dicomnb.core.errors.RetrieveIncomplete` naming the missing instances.
-
-    Parameters
-    ----------
-    series_uids : sequence of str, optional
-        Only these series (default: every series of the study, listed first).
+    The series are listed first (unless given), then the instances of each,
+    :data:`LIST_PARALLEL` series at a time; ``each(series_uid, series_row, instance_rows)``
+    is called (from a worker thread) as each series' listing arrives, so that its download
+    can start while the next series are being listed. The instance rows carry
+    :data:`RETRIEVE_FIELDS`.
 
     Raises
     ------
     CriteriaError
         No StudyInstanceUID.
-    ConfigError, ConnectionFailed, AuthenticationFailed, QueryFailed
-        As :func:`~dicomnb.sources.dicomweb.echo`, for a listing or a retrieve request: the
-        requests under way end, no other starts, what arrived stays landed.
-    MalformedResponse
-        A listing that is not DICOM JSON, or a retrieve answered with something other than
-        DICOM (a wrong URL).
-    DownloadError
-        The store cannot be written (full, or not writable).
+    ConfigError, ConnectionFailed, AuthenticationFailed, QueryFailed, MalformedResponse
+        As :func:`~dicomnb.sources.dicomweb.search` (the first failure, once the listings
+        under way have ended; no other starts).
     """
     timeout = check_timeout(timeout)
-    _check_parallel(parallel)
     study = StudyListing(node, study_uid, timeout=timeout, fields=RETRIEVE_FIELDS)
-    series = list(dict.fromkeys(series_uids)) if series_uids is not None else study.series()
+    rows = {str(r["SeriesInstanceUID"]): r for r in study.series_rows() if r.get("SeriesInstanceUID")}
+    series = list(dict.fromkeys(series_uids)) if series_uids is not None else list(rows)
     if not series:
         return
-    requests = _Requests(node, landing, timeout, study.auth, keep_going=True)
-    started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(parallel, thread_name_prefix="dicomnb-wado-rs") as fetching:
+    failures: list[BaseException] = []
 
-            def list_then_fetch(series_uid: str) -> None:
-                instances = expected_instances(study.instances(series_uid), study.study_uid)
-                landing.expect(instances)
-                landing.file_stored(instances)
-                pending = [e for e in instances if landing.wanted(e.sop_instance_uid)]
-                for instance, whole in _requests(pending, len(pending) == len(instances), per_instance):
-                    fetching.submit(requests.guarded, requests.fetch, instance, whole)
+    def list_one(series_uid: str) -> None:
+        if failures:
+            return
+        try:
+            each(series_uid, rows.get(series_uid, {}), study.instances(series_uid))
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
+            failures.append(exc)
 
-            with ThreadPoolExecutor(min(LIST_PARALLEL, len(series)), thread_name_prefix="dicomnb-qido") as listing:
-                for series_uid in series:
-                    listing.submit(requests.guarded, list_then_fetch, series_uid)
-    finally:
-        requests.close()
-    LOGGER.debug("WADO-RS %s: %d series listed, %d requests in %.3f s", requests.client.where, len(series),
-                 requests.sent, time.monotonic() - started)
-    requests.raise_first()
+    with ThreadPoolExecutor(min(LIST_PARALLEL, len(series)), thread_name_prefix="dicomnb-qido") as listing:
+        listing.map(list_one, series)
+    if failures:
+        raise failures[0]
 
 
 def retrieve_wado_rs(node: DicomWebNode, landing: Landing, *, timeout: float = 30, parallel: int = 4,
-                     per_instance: bool = False) -> None:
+                     per_instance: bool = False, cancel: threading.Event | None = None) -> bool:
     """Fetch what ``landing`` waits for from ``node``'s WADO-RS, ``parallel`` requests at a time.
 
     A series nothing of which is in the store yet is asked for whole (one request); the
-    other instances one by one (``per_instance=True``: every instance on its own, the unit
-    a download can pause on). Each part is streamed to a temporary file in the store and
+    other instances one by one (``per_instance=True``: every instance on its own, in the
+    landing's order, the unit a download can pause on). Set ``cancel`` (from another thread)
+    to stop between two requests: those under way finish and land, no other starts; it then
+    returns True when instances stayed pending. Each part is streamed to a temporary file in the store and
     renamed into place once its header is read (memory stays bounded); what did not come
     stays in ``landing.missing``. A series or instance the server does not have (HTTP 404)
     is noted and left missing.
@@ -375,9 +354,10 @@ def retrieve_wado_rs(node: DicomWebNode, landing: Landing, *, timeout: float = 3
     tasks: list[tuple[Expected, bool]] = []
     for series_uid, instances in landing.pending_by_series().items():
         tasks += _requests(instances, landing.series_complete_in_listing(series_uid), per_instance)
-    if not tasks:
-        return
-    requests = _Requests(node, landing, timeout, auth, keep_going=False)
+    stop = cancel if cancel is not None else threading.Event()
+    if not tasks or stop.is_set():
+        return bool(tasks)
+    requests = _Requests(node, landing, timeout, auth, keep_going=False, cancel=stop)
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(min(parallel, len(tasks)), thread_name_prefix="dicomnb-wado-rs") as pool:
@@ -387,3 +367,4 @@ def retrieve_wado_rs(node: DicomWebNode, landing: Landing, *, timeout: float = 3
         requests.close()
     LOGGER.debug("WADO-RS %s: %d requests in %.3f s", requests.client.where, len(tasks), time.monotonic() - started)
     requests.raise_first()
+    return stop.is_set() and bool(landing.missing)

@@ -45,8 +45,18 @@ def wado_uri(base: str, instance: Expected) -> str:
             f"{instance.series_uid}&objectUID={instance.sop_instance_uid}&contentType=application/dicom")
 
 
-def retrieve_wado_uri(node: DicomNode, landing: Landing, *, timeout: float = 30, parallel: int = 4) -> None:
+def retrieve_wado_uri(node: DicomNode, landing: Landing, *, timeout: float = 30, parallel: int = 4,
+                      cancel: threading.Event | None = None) -> bool:
     """Fetch what ``landing`` waits for from ``node.wado_url``, ``parallel`` requests at a time.
+
+    Instances are asked for in the landing's order (a download puts a series' first, last
+    and middle instances first). Set ``cancel`` (from another thread) to stop between two
+    instances: the requests under way finish and land, no other starts.
+
+    Returns
+    -------
+    bool
+        True when it was cancelled with instances still pending.
 
     Raises
     ------
@@ -60,15 +70,16 @@ def retrieve_wado_uri(node: DicomNode, landing: Landing, *, timeout: float = 30,
     if not node.wado_url:
         raise ConfigError(f"node {node.name!r} has no WADO-URI URL (--wado-url http://host:8042/wado)")
     pending = [e for series in landing.pending_by_series().values() for e in series]
-    if not pending:
-        return
+    stop = cancel if cancel is not None else threading.Event()
+    if not pending or stop.is_set():
+        return bool(pending)
     where = f"{node.name} ({node.wado_url})"
     client = HttpClient(node.wado_url, where=where, timeout=timeout)
     base_target = client.target("") or "/"
     failed = threading.Event()
 
     def fetch(instance: Expected) -> None:
-        if failed.is_set():
+        if failed.is_set() or stop.is_set():
             return
         try:
             get(instance)
@@ -96,3 +107,4 @@ def retrieve_wado_uri(node: DicomNode, landing: Landing, *, timeout: float = 30,
         client.close()
     if errors:
         raise errors[0]
+    return stop.is_set() and bool(landing.missing)

@@ -1,0 +1,327 @@
+"""Retrieve from an archive through the download manager: ``dicomnb.retrieve`` and ``dicomnb.downloads``.
+
+>>> result = dicomnb.retrieve("orthanc", study_uid)        # one download job per series, waited for
+>>> dicomnb.downloads                                       # the jobs: state, done/total, missing
+>>> dicomnb.downloads.pause(); dicomnb.downloads.resume()   # every method pauses and resumes
+>>> dicomnb.downloads.retry_missing()                       # "Download the missing files again"
+>>> dicomnb.downloads.panel()                               # progress bars, pause/resume, cancel
+
+A retrieve lists the study first (C-FIND at IMAGE level, or QIDO-RS), makes one
+:class:`~dicomnb.core.downloads.SeriesJob` per series, and runs them
+(:class:`~dicomnb.core.downloads.DownloadManager`). Each job's transfer is
+:func:`fetch_series`: C-GET or C-MOVE of the series (IMAGE level by SOP Instance UID for
+what is still missing), or WADO-URI / WADO-RS instance by instance in preview order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from dicomnb.core.downloads import COMPLETE, Batch, DownloadManager, JobStatus, SeriesJob
+from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
+from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
+from dicomnb.core.retrieval import Landing, RetrieveResult, StudyContents
+from dicomnb.network import _target
+
+__all__ = ["NODE_METHODS", "RETRIEVE_METHODS", "Downloads", "check_method", "downloads", "fetch_series", "retrieve"]
+
+#: Retrieve methods, and the source name their records carry in the catalog.
+RETRIEVE_METHODS = {"c-get": "dimse", "c-move": "dimse", "wado-uri": "wado-uri", "wado-rs": "dicomweb"}
+#: The methods each kind of node retrieves with (the first is the default).
+NODE_METHODS = {"dimse": ("c-get", "c-move", "wado-uri"), "dicomweb": ("wado-rs",)}
+
+
+def check_method(target: AnyNode, method: str | None) -> str:
+    """The retrieve method to use for ``target`` (its default when None), or ConfigError."""
+    allowed = NODE_METHODS[target.kind]
+    if method is None:
+        return allowed[0]
+    if method not in RETRIEVE_METHODS:
+        raise ConfigError(f"unknown retrieve method {method!r}: choose {', '.join(RETRIEVE_METHODS)}")
+    if method not in allowed:
+        kind = "a DICOMweb" if target.kind == "dicomweb" else "a DIMSE"
+        raise ConfigError(f"node {target.name!r} is {kind} node: retrieve it with {' or '.join(allowed)}, "
+                          f"not {method}")
+    return method
+
+
+def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, instance_parallel: int = 4,
+                 timeout: float = 30) -> bool:
+    """Transfer what ``landing`` waits for of ``job``'s series, by the job's method; True when cancelled.
+
+    The node is looked up by name when the job runs, so a resumed job uses the node as
+    saved now (a changed port, a new secret).
+    """
+    store = NodeStore.load()
+    target = job.runtime.get("node") or store.get(job.node)
+    calling = job.runtime.get("calling") or store.calling
+    timeout = job.runtime.get("timeout", timeout)
+    method = check_method(target, job.method)
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.wado_rs import retrieve_wado_rs
+
+        return retrieve_wado_rs(target, landing, timeout=timeout, parallel=instance_parallel, per_instance=True,
+                                cancel=cancel)
+    if method == "wado-uri":
+        from dicomnb.sources.wado_uri import retrieve_wado_uri
+
+        return retrieve_wado_uri(target, landing, timeout=timeout, parallel=instance_parallel, cancel=cancel)
+    from dicomnb.sources.retrieve import retrieve_dimse
+
+    return retrieve_dimse(target, landing, method=method, sop_classes=job.sop_classes, calling=calling,
+                          timeout=timeout, parallel=1, cancel=cancel)
+
+
+class Downloads(DownloadManager):
+    """The download jobs of this machine's store (``dicomnb.downloads``).
+
+    ``dicomnb.downloads()`` (or ``.jobs()``) lists them; in a notebook it shows as a table.
+    Every verb takes job IDs (default: every job it applies to) and returns the jobs it
+    acted on: :meth:`pause`, :meth:`resume`, :meth:`retry_missing`, :meth:`cancel`,
+    :meth:`clear`, :meth:`wait`. :meth:`panel` is the ipywidgets download panel.
+    """
+
+    #: Seconds allowed for connecting and between two messages, for jobs resumed here.
+    timeout: float = 30
+
+    def __init__(self) -> None:
+        from dicomnb.api import catalog
+
+        super().__init__(self._fetch, catalog.add_items)
+
+    def _fetch(self, job: SeriesJob, landing: Landing, cancel: threading.Event) -> bool:
+        return fetch_series(job, landing, cancel, instance_parallel=self.instance_parallel, timeout=self.timeout)
+
+    def __call__(self) -> list[JobStatus]:
+        return [job.status() for job in self.jobs()]
+
+    @property
+    def frame(self) -> Any:
+        """The jobs as a DataFrame (one row per series: state, done, total, missing, bytes...)."""
+        import pandas as pd
+
+        rows = [status.to_json() for status in self()]
+        columns = list(JobStatus.__dataclass_fields__)
+        return pd.DataFrame(rows, columns=columns)
+
+    def panel(self) -> Any:
+        """The download panel (ipywidgets): one row per series, pause/resume, cancel, retry."""
+        from dicomnb.widgets.downloads import DownloadPanel
+
+        return DownloadPanel(self)
+
+    def __repr__(self) -> str:
+        statuses = self()
+        if not statuses:
+            return "<downloads: none>"
+        lines = [f"<downloads: {len(statuses)} job{'' if len(statuses) == 1 else 's'}>"]
+        lines += [f"  {s.id}  {s.text:<40}  {s.node}  {s.description}" for s in statuses]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if not self():
+            return "<p>No downloads.</p>"
+        frame = self.frame[["id", "state", "done", "total", "missing", "node", "method", "description", "error"]]
+        return str(frame.to_html(index=False))
+
+
+#: The download jobs of this process and of the store (see :class:`Downloads`).
+downloads = Downloads()
+
+
+def _list(target: AnyNode, study_uid: str, series_uids: Sequence[str] | None, calling: CallingNode,
+          timeout: float, start_series: Callable[[str, StudyContents], object]) -> StudyContents:
+    """List the study; call ``start_series(series_uid, contents)`` as each series is listed."""
+    if isinstance(target, DicomWebNode):
+        from dicomnb.sources.wado_rs import list_study
+
+        contents = StudyContents()
+        lock = threading.Lock()
+
+        def each(series_uid: str, series_row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+            with lock:
+                contents.series[series_uid] = series_row
+                contents.add_rows(rows, study_uid)
+            start_series(series_uid, contents)
+
+        list_study(target, study_uid, series_uids, each, timeout=timeout)
+        return contents
+    from dicomnb.sources.retrieve import list_instances
+
+    contents = list_instances(target, study_uid, series_uids, calling=calling, timeout=timeout)
+    for series_uid in contents.by_series():
+        start_series(series_uid, contents)
+    return contents
+
+
+def retrieve(
+    node: str | AnyNode,
+    study_uid: str,
+    series_uids: Sequence[str] | None = None,
+    *,
+    method: str | None = None,
+    dest: str | os.PathLike[str] | None = None,
+    calling: CallingNode | None = None,
+    timeout: float = 30,
+    progress: Callable[[int, int], object] | None = None,
+    parallel: int | None = None,
+    raise_incomplete: bool = True,
+    cancel: threading.Event | None = None,
+) -> RetrieveResult:
+    """Retrieve a study (or some of its series) into the local store and the catalog.
+
+    The instances are listed first (C-FIND at IMAGE level; QIDO-RS for a DICOMweb node,
+    each series' download starting as soon as it is listed). Each series becomes a
+    download job (:data:`downloads`), saved beside the store, so an interrupted retrieve can
+    be resumed later, even from another process (``dicomnb downloads resume``). Instances
+    the store holds complete are not fetched again; the others are written atomically to
+    the store as they arrive and filed into :data:`dicomnb.catalog` (source ``"dimse"``,
+    ``"wado-uri"`` or ``"dicomweb"``, origin the node's name). What arrived is then compared
+    with what was listed.
+
+    Parameters
+    ----------
+    node : str, DicomNode or DicomWebNode
+        A saved node's name, or a node (a job resumed by another process finds it by name
+        among the saved nodes).
+    study_uid : str
+        The StudyInstanceUID.
+    series_uids : sequence of str, optional
+        Only these series of the study (default: all of them).
+    method : {"c-get", "c-move", "wado-uri", "wado-rs"}, optional
+        C-GET (one association per series, nothing to declare on the archive; the default
+        for DIMSE nodes); C-MOVE (the archive must know our calling AE title and Storage SCP
+        port, see ``calling``); WADO-URI (HTTP GET per instance at the node's ``wado_url``);
+        WADO-RS (DICOMweb nodes, their only method and default).
+    dest : path, optional
+        A folder that also gets a copy of every instance (hard-linked when it can be). A
+        resumed job finishes into it too.
+    calling : CallingNode, optional
+        Our AE title, and for C-MOVE the address and port our Storage SCP listens on
+        (default: the saved calling node, ``DICOMNB`` on 127.0.0.1:11113).
+    timeout : float
+        Seconds allowed for connecting and between two messages from the archive.
+    progress : callable, optional
+        Called as ``progress(done, total)`` as instances land (from worker threads).
+        :meth:`downloads.subscribe <dicomnb.core.downloads.DownloadManager.subscribe>` gives
+        per-series progress with bytes, rate and ETA.
+    parallel : int, optional
+        Series downloaded at once while it runs (default: ``downloads.series_parallel``, 3).
+    raise_incomplete : bool
+        Raise :class:`~dicomnb.errors.RetrieveIncomplete` when instances are missing
+        (default); with False, return the result and let ``result.missing`` say so.
+    cancel : threading.Event, optional
+        Set it from another thread to pause: C-GET and C-MOVE send C-CANCEL and keep what
+        arrives until the archive ends (a second at most, then the associations are aborted),
+        WADO-URI and WADO-RS stop between two instances; the jobs are left paused and the
+        result says ``cancelled`` (no RetrieveIncomplete). ``downloads.resume()`` (or
+        retrieving again) fetches only the missing instances.
+
+    Returns
+    -------
+    RetrieveResult
+        ``.retrieved`` (fetched this time), ``.instances`` (records in the catalog),
+        ``.missing``, ``.errors``, ``.seconds``, ``.jobs`` (the series' job IDs), ``.to_json()``.
+
+    Raises
+    ------
+    RetrieveIncomplete
+        Instances listed did not arrive (and it was not cancelled); ``.missing`` lists their
+        SOP Instance UIDs and ``.result`` is the :class:`RetrieveResult`. The jobs stay
+        ``incomplete``: ``downloads.retry_missing()`` fetches just those.
+    ConfigError
+        No saved node of that name, an unknown method, no WADO-URI URL, a bad transfer
+        syntax file, or (C-MOVE) a Storage SCP port that cannot be listened on.
+    ConnectionFailed, AssociationRejected, AssociationAborted, QueryFailed, AuthenticationFailed
+        The archive could not be reached, refused, aborted or answered with a failure
+        (``QueryFailed.status``: 0xA701/0xA702 out of resources, 0xA801 unknown move
+        destination, 0xC000 unable to process; None when it went silent). Raised once the
+        other series have ended; the jobs that did not finish stay ``incomplete`` and
+        ``downloads.retry_missing()`` finishes them.
+    DownloadError
+        The jobs' state cannot be saved (the cache is not writable).
+    """
+    if not isinstance(study_uid, str) or not study_uid.strip():
+        raise CriteriaError("a retrieve needs the StudyInstanceUID of the study")
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
+    study_uid = study_uid.strip()
+    store = NodeStore.load()
+    target = _target(store, node)
+    method = check_method(target, method)
+    calling = calling or store.calling
+    if cancel is not None and cancel.is_set():
+        return RetrieveResult(node=target.name, study_uid=study_uid, method=method, cancelled=True)
+    if method == "wado-uri" and not getattr(target, "wado_url", None):
+        raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "
+                          f"'dicomnb node add {target.name} ... --wado-url http://host:8042/wado --replace'")
+    started = time.monotonic()
+    batch = Batch(progress)
+    jobs: list[SeriesJob] = []
+    lock = threading.Lock()
+    dest_path = os.fspath(dest) if dest is not None else None
+    saved_parallel = downloads.series_parallel
+    if parallel is not None:
+        downloads.series_parallel = parallel
+
+    def start_series(series_uid: str, contents: StudyContents) -> None:
+        with lock:
+            instances = contents.by_series().get(series_uid, [])
+            if not instances or (cancel is not None and cancel.is_set()):
+                return
+            job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
+                                instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
+                                dest=dest_path, description=contents.label(series_uid))
+            job.runtime.update(node=target, calling=calling, timeout=timeout)
+            jobs.append(job)
+        downloads.start([job], batch)
+
+    try:
+        try:
+            _list(target, study_uid, series_uids, calling, timeout, start_series)
+        finally:
+            downloads.wait(jobs, cancel=cancel)
+    finally:
+        downloads.series_parallel = saved_parallel
+    return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel)
+
+
+def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: str, started: float,
+            raise_incomplete: bool, cancel: threading.Event | None) -> RetrieveResult:
+    """The result over the jobs of a retrieve: their first network error, or RetrieveIncomplete."""
+    jobs = list(jobs)
+    result = RetrieveResult(node=target.name, study_uid=study_uid, method=method,
+                            cancelled=bool(cancel is not None and cancel.is_set()))
+    missing: list[str] = []
+    for job in jobs:
+        result.expected += job.total
+        if job.result is not None:
+            result.retrieved += job.result.retrieved
+            result.instances += job.result.instances
+            result.errors += job.result.errors
+            missing += job.result.missing
+        else:
+            missing += [e.sop_instance_uid for e in job.instances]
+    failures = [job.exception for job in jobs if job.exception is not None]
+    result.errors += [str(failure) for failure in failures]
+    result.missing = tuple(missing)
+    result.jobs = [job.id for job in jobs]
+    result.seconds = time.monotonic() - started
+    if result.cancelled:
+        return result
+    if failures and not result.retrieved:
+        raise failures[0]  # nothing came: the archive's own error says what to fix
+    if result.missing and (raise_incomplete or failures) and any(job.state != COMPLETE for job in jobs):
+        shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")
+        cause = failures[0] if failures else None
+        raise RetrieveIncomplete(
+            f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
+            f"({shown}); {len(result.instances)} are in the catalog: retrieve again, or "
+            "dicomnb.downloads.retry_missing(), to fetch the missing ones"
+            + (f" ({cause or result.errors[0]})" if cause or result.errors else ""),
+            missing=result.missing, result=result) from cause
+    return result

@@ -17,6 +17,11 @@
                 [--page N] [--preset NAME] [--timeout SECONDS] [--json]
     dicomnb retrieve NAME --study UID [--series UID ...]
                 [--method c-get|c-move|wado-uri|wado-rs] [--dest DIR] [--json]
+    dicomnb downloads [--json]
+    dicomnb downloads resume [ID ...] [--json]
+    dicomnb downloads retry-missing [ID ...] [--json]
+    dicomnb downloads cancel ID [ID ...]
+    dicomnb downloads clear
     dicomnb demo [--port PORT] [--empty]
 
 Exit status: 0 when the command ran (even if some files could not be imported: they are
@@ -24,7 +29,13 @@ reported), 1 when an optional dependency is missing (the message names the extra
 unusable arguments (an unknown node, a bad AE title...), 3 when an archive needs a password
 or the password given is wrong (a ZIP, or a DICOMweb server answering 401/403), 4 when the network failed (refused, rejected, aborted,
 timed out, a failure status), 5 when a retrieve ended with instances missing (they are
-listed: in ``"missing"`` with --json; running the same command again fetches just those).
+listed: in ``"missing"`` with --json; running the same command again, or ``dicomnb downloads
+retry-missing``, fetches just those).
+
+A retrieve runs as download jobs, one per series, kept beside the store: ``dicomnb downloads``
+lists them (with their state and counts) from any shell, and ``resume`` finishes those that
+were paused, interrupted (their process was killed) or incomplete, into the same ``--dest``.
+Progress goes to standard error: a bar on a terminal, a line per finished series otherwise.
 """
 
 from __future__ import annotations
@@ -34,13 +45,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from dicomnb import api, network, retrieving
 from dicomnb.core.criteria import Period
+from dicomnb.core.downloads import DownloadProgress, JobStatus
 from dicomnb.core.errors import (
     AuthenticationFailed,
     DependencyMissing,
     DicomnbError,
+    DownloadError,
     InputError,
     PasswordError,
     RetrieveIncomplete,
@@ -180,6 +194,25 @@ def _setup_argparser() -> argparse.ArgumentParser:
     retrieve.add_argument("--dest", metavar="DIR", help="also copy the files into DIR")
     retrieve.add_argument("--json", action="store_true",
                           help='print {"retrieved": N, "missing": [...], "instances": [...]}')
+
+    downloads = commands.add_parser(
+        "downloads", help="list, resume, retry or cancel the download jobs (one per series)",
+        description="List the download jobs kept beside the store (one per series of a retrieve), "
+        "with their state (queued, running, paused, incomplete, complete, interrupted) and counts; "
+        "resume them, download their missing files again, cancel or clear them. Exit status 5 when "
+        "a resumed job still misses instances.")
+    downloads.add_argument("--json", action="store_true", help='print {"jobs": [...]}')
+    download_commands = downloads.add_subparsers(dest="downloads_command", parser_class=_Parser)
+    for name, text in (("resume", "resume jobs (no ID: every unfinished one)"),
+                       ("retry-missing", "download the missing files again (no ID: every incomplete job)")):
+        verb = download_commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        verb.add_argument("ids", metavar="ID", nargs="*", help="job IDs, as 'dicomnb downloads' lists them")
+        verb.add_argument("--json", action="store_true", help='print {"jobs": [...]} when they end')
+    cancel = download_commands.add_parser(
+        "cancel", help="stop and forget jobs (what they fetched stays in the store)",
+        description="Stop and forget jobs; the instances they fetched stay in the store.")
+    cancel.add_argument("ids", metavar="ID", nargs="+", help="job IDs")
+    download_commands.add_parser("clear", help="forget the complete jobs", description="Forget the complete jobs.")
 
     demo = commands.add_parser(
         "demo", help="run the demo archive (pydicom's samples) as node 'demo' until Ctrl-C",
@@ -370,18 +403,106 @@ def _print_retrieved(args: argparse.Namespace, result: RetrieveResult) -> None:
             print(f"missing: {sop}")
 
 
+class _ProgressPrinter:
+    """Download progress on standard error: a bar redrawn in place on a terminal (at most ~10
+    times a second), else one line per series as it ends."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty()
+        self.ended: dict[str, str] = {}
+        self.drawn = False
+
+    def __enter__(self) -> _ProgressPrinter:
+        self.unsubscribe = retrieving.downloads.subscribe(self.update)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+        self.update(retrieving.downloads.status())
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def update(self, progress: DownloadProgress) -> None:
+        for job in progress.jobs:
+            if job.state in ("complete", "incomplete", "paused") and self.ended.get(job.id) != job.state:
+                self.ended[job.id] = job.state
+                if not self.terminal:
+                    self.stream.write(f"{job.id} {job.description}: {job.text}\n")
+            elif job.state in ("running", "queued"):
+                self.ended.pop(job.id, None)
+        if self.terminal and progress.total:
+            filled = int(self.WIDTH * progress.done / progress.total)
+            line = (f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {progress.done}/{progress.total} instances, "
+                    f"{sum(j.state == 'running' for j in progress.jobs)} series running")
+            if progress.rate:
+                line += f", {progress.rate / 1e6:.1f} MB/s"
+            if progress.eta is not None:
+                line += f", {progress.eta:.0f} s left"
+            self.stream.write(line.ljust(100))
+            self.drawn = True
+        self.stream.flush()
+
+
 def _retrieve(args: argparse.Namespace) -> int:
     if args.dest is not None and os.path.exists(args.dest) and not os.path.isdir(args.dest):
         print(f"dicomnb retrieve: --dest: {args.dest} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = retrieving.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
+        with _ProgressPrinter():
+            result = retrieving.retrieve(args.name, args.study, args.series, method=args.method, dest=args.dest)
     except RetrieveIncomplete as exc:
         _print_retrieved(args, exc.result)
         print(f"dicomnb retrieve: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     _print_retrieved(args, result)
     return EXIT_OK
+
+
+def _print_jobs(args: argparse.Namespace, statuses: Sequence[JobStatus]) -> None:
+    if getattr(args, "json", False):
+        json.dump({"jobs": [status.to_json() for status in statuses]}, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    if not statuses:
+        print("no downloads")
+        return
+    rows = [("ID", "STATE", "DONE", "MISSING", "NODE", "METHOD", "SERIES")]
+    rows += [(s.id, s.state, f"{s.done}/{s.total}", str(s.missing), s.node, s.method, s.description)
+             for s in statuses]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    for s in statuses:
+        if s.error and s.state != "complete":
+            print(f"{s.id}: {s.error}")
+
+
+def _downloads(args: argparse.Namespace) -> int:
+    manager = retrieving.downloads
+    command = args.downloads_command
+    if command is None:
+        _print_jobs(args, manager())
+        return EXIT_OK
+    if command == "cancel":
+        for job in manager.cancel(args.ids):
+            print(f"cancelled {job.id} ({job.description}); {job.done} instances stay in the store")
+        return EXIT_OK
+    if command == "clear":
+        print(f"forgot {len(manager.clear())} complete jobs")
+        return EXIT_OK
+    ids = args.ids or None
+    chosen = (manager.resume if command == "resume" else manager.retry_missing)(ids)
+    if not chosen:
+        print("nothing to " + ("resume" if command == "resume" else "retry"), file=sys.stderr)
+    with _ProgressPrinter():
+        manager.wait(chosen)
+    statuses = [job.status() for job in chosen]
+    _print_jobs(args, statuses)
+    return EXIT_OK if all(s.state == "complete" for s in statuses) else EXIT_INCOMPLETE
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -396,9 +517,11 @@ def main(args: Sequence[str] | None = None) -> int:
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
-    commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve, "demo": _demo}
+    commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve, "downloads": _downloads,
+                "demo": _demo}
     if namespace.command in commands:
-        prefix = " ".join(["dicomnb", namespace.command, getattr(namespace, "node_command", "")]).strip()
+        sub = getattr(namespace, "node_command", None) or getattr(namespace, "downloads_command", None) or ""
+        prefix = " ".join(["dicomnb", namespace.command, sub]).strip()
         try:
             return commands[namespace.command](namespace)
         except DependencyMissing as exc:
@@ -410,7 +533,7 @@ def main(args: Sequence[str] | None = None) -> int:
         except SourceError as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return EXIT_NETWORK
-        except InputError as exc:
+        except (InputError, DownloadError) as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return EXIT_USAGE
     parser.error(f"unknown command {namespace.command}")  # pragma: no cover

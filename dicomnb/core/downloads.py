@@ -145,24 +145,25 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    """A progress report: every job's status, and the totals over the running and queued ones."""
+    """A progress report: every job's status, and the totals over all of them."""
 
     jobs: tuple[JobStatus, ...]
 
-    def _active(self) -> list[JobStatus]:
-        return [j for j in self.jobs if j.state in (RUNNING, QUEUED)]
-
     @property
     def done(self) -> int:
-        return sum(j.done for j in self._active())
+        return sum(j.done for j in self.jobs)
 
     @property
     def total(self) -> int:
-        return sum(j.total for j in self._active())
+        return sum(j.total for j in self.jobs)
 
     @property
     def bytes(self) -> int:
-        return sum(j.bytes for j in self._active())
+        return sum(j.bytes for j in self.jobs)
+
+    @property
+    def missing(self) -> int:
+        return sum(j.missing for j in self.jobs)
 
     @property
     def rate(self) -> float:
@@ -176,7 +177,8 @@ class DownloadProgress:
         if not running:
             return None
         per_instance = sum(j.bytes for j in running) / max(1, sum(j.done for j in running))
-        return (self.total - self.done) * per_instance / max(self.rate, 1e-9)
+        left = sum(j.missing for j in self.jobs if j.state in (RUNNING, QUEUED))
+        return left * per_instance / max(self.rate, 1e-9)
 
 
 def _size(count: float) -> str:
@@ -223,6 +225,7 @@ class SeriesJob:
     _run_bytes: int = field(default=0, repr=False)
     _saved: float = field(default=0.0, repr=False)
     _batch: Batch | None = field(default=None, repr=False)
+    _in_flight: bool = field(default=False, repr=False)   # queued or running here, its end not yet saved
 
     @staticmethod
     def key(node: str, study_uid: str, series_uid: str, dest: str | None) -> str:
@@ -348,7 +351,8 @@ class DownloadManager:
         self.instance_parallel = instance_parallel
         self._live: dict[tuple[str, str], SeriesJob] = {}   # (folder, id): jobs this process knows
         self._queue: collections.deque[SeriesJob] = collections.deque()
-        self._workers = 0
+        self._workers = 0                                   # worker threads alive
+        self._busy = 0                                      # of them, running a job
         self._changed = threading.Condition()
         self._listeners: list[Callable[[DownloadProgress], object]] = []
         self._dirty = False
@@ -465,7 +469,7 @@ class DownloadManager:
                     job.error = f"running in process {job.owner}"
                     continue
                 job.state, job.owner, job.error, job.exception = QUEUED, os.getpid(), "", None
-                job._cancel = threading.Event()
+                job._cancel, job._in_flight = threading.Event(), True
                 job._batch = batch
                 if batch is not None:
                     batch.jobs.append(job)
@@ -473,7 +477,8 @@ class DownloadManager:
                 queued.append(job)
             self._save(job)
         with self._changed:
-            while self._workers < self.series_parallel and self._workers < len(self._queue):
+            # a worker per queued job, while fewer than series_parallel run
+            while self._workers < self.series_parallel and self._workers - self._busy < len(self._queue):
                 self._workers += 1
                 threading.Thread(target=self._work, name="dicomnb-download", daemon=True).start()
             self._touch()
@@ -492,16 +497,19 @@ class DownloadManager:
                     self._changed.notify_all()
                     return
                 job.state = RUNNING
+                self._busy += 1
             try:
                 self._run(job)
             except BaseException as exc:  # pragma: no cover - a bug: keep the worker, say it
                 LOGGER.exception("download %s failed", job.id)
                 job.exception, job.error, job.state = exc, f"{type(exc).__name__}: {exc}", INCOMPLETE
             finally:
-                with self._changed:
-                    self._changed.notify_all()
                 with contextlib.suppress(DownloadError):
-                    self._save(job)
+                    self._save(job)  # before anyone waiting hears it ended: they may exit at once
+                with self._changed:
+                    self._busy -= 1
+                    job._in_flight = False
+                    self._changed.notify_all()
                 self._touch()
 
     def _run(self, job: SeriesJob) -> None:
@@ -588,12 +596,16 @@ class DownloadManager:
         for job in jobs:
             with self._changed:
                 job._cancel.set()
-                if job.state == QUEUED:
+                was_queued = job.state == QUEUED
+                if was_queued:
                     job.state = PAUSED
                     with contextlib.suppress(ValueError):
                         self._queue.remove(job)
-            if job.state == PAUSED:
+            if was_queued:
                 self._save(job)
+                with self._changed:
+                    job._in_flight = False
+                    self._changed.notify_all()
         self._touch()
         return jobs
 
@@ -634,13 +646,13 @@ class DownloadManager:
 
         def busy() -> bool:
             pool = wanted if wanted is not None else list(self._live.values())
-            return any(j.state in (QUEUED, RUNNING) and j.owner == os.getpid() for j in pool)
+            return any(j._in_flight for j in pool)
 
         with self._changed:
             while busy():
                 if cancel is not None and cancel.is_set() and not paused:
                     paused = True  # the lock is reentrant: pausing from here is safe
-                    self.pause([j for j in (wanted or list(self._live.values())) if j.state in (QUEUED, RUNNING)])
+                    self.pause([j for j in (wanted or list(self._live.values())) if j._in_flight])
                     continue
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

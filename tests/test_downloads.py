@@ -1,0 +1,258 @@
+"""The download manager: one job per series, preview order, state on disk, resume from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from netcommon import node_of
+
+import dicomnb
+from dicomnb.core.downloads import SeriesJob, preview_order
+from dicomnb.core.errors import DownloadError
+from dicomnb.core.retrieval import Expected
+from dicomnb.core.store import instance_path
+
+
+@pytest.mark.parametrize("count", range(0, 40))
+def test_preview_order_is_first_last_middle_then_halving(count: int) -> None:
+    order = preview_order(count)
+    assert sorted(order) == list(range(count))  # every instance once
+    if count >= 3:
+        assert order[:3] == [0, count - 1, (count - 1) // 2]
+    assert preview_order(9) == [0, 8, 4, 2, 6, 1, 3, 5, 7]
+
+
+def test_jobs_are_sorted_by_instance_number_then_put_in_preview_order() -> None:
+    instances = [Expected("1.2", "1.2.3", f"1.2.3.{n}") for n in (5, 1, 3, 2, 4)]
+    job = dicomnb.downloads.add(node="n", method="c-get", study_uid="1.2", series_uid="1.2.3", instances=instances,
+                                numbers={f"1.2.3.{n}": n for n in range(1, 6)})
+    assert [e.sop_instance_uid for e in job.instances] == ["1.2.3.1", "1.2.3.5", "1.2.3.3", "1.2.3.2", "1.2.3.4"]
+    # without numbers for all, the listing's order stands
+    other = dicomnb.downloads.add(node="n", method="c-get", study_uid="1.2", series_uid="1.2.4",
+                                  instances=instances[:3], numbers={"1.2.3.5": 5})
+    assert [e.sop_instance_uid for e in other.instances] == ["1.2.3.5", "1.2.3.3", "1.2.3.1"]
+
+
+def test_state_is_saved_atomically_and_a_dead_owner_means_interrupted(isolated_cache: Path) -> None:
+    instances = [Expected("1.2", "1.2.3", f"1.2.3.{n}", "1.2.840.10008.5.1.4.1.1.2") for n in range(3)]
+    job = dicomnb.downloads.add(node="orthanc", method="wado-uri", study_uid="1.2", series_uid="1.2.3",
+                                instances=instances, dest=str(isolated_cache / "out"), description="CT 1: head")
+    saved = json.loads((isolated_cache / "downloads" / f"{job.id}.json").read_text())
+    assert saved["state"] == "paused" and saved["dest"] == str(isolated_cache / "out")
+    assert [sop for sop, _ in saved["instances"]] == ["1.2.3.0", "1.2.3.2", "1.2.3.1"]
+    assert not [p for p in (isolated_cache / "downloads").iterdir() if p.name.startswith(".part-")]
+    # as a process that died while running it left it
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    saved.update(state="running", owner=int(child.stdout))
+    (isolated_cache / "downloads" / f"{job.id}.json").write_text(json.dumps(saved))
+    fresh = dicomnb.downloads.__class__()  # a new process's view: nothing live
+    (status,) = fresh()
+    assert (status.id, status.state, status.done, status.total, status.missing) == (job.id, "interrupted", 0, 3, 3)
+    assert status.description == "CT 1: head" and status.dest == str(isolated_cache / "out")
+    # an unreadable state file is skipped, not fatal
+    (isolated_cache / "downloads" / "broken.json").write_text("{not json")
+    assert [s.id for s in fresh()] == [job.id]
+
+
+def test_unknown_ids_and_bad_settings_are_typed_errors() -> None:
+    with pytest.raises(DownloadError, match="no download 'nope' .*dicomnb downloads"):
+        dicomnb.downloads.resume(["nope"])
+    with pytest.raises(DownloadError, match="series_parallel must be a whole number >= 1"):
+        dicomnb.downloads.series_parallel = 0
+    assert dicomnb.downloads.series_parallel == 3 and dicomnb.downloads.instance_parallel == 4
+
+
+# --- against Orthanc ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, dict[str, Path]]]:
+    """An Orthanc of its own holding one study of 3 series × 9 instances."""
+    import peers
+    from conftest import require_module, require_tool
+
+    require_tool("Orthanc")
+    require_module("pynetdicom")
+    folder = tmp_path_factory.mktemp("downloads-study")
+    uid, files = peers.write_ct_study(folder, series=3, per_series=9)
+    with peers.run_orthanc(tmp_path_factory.mktemp("downloads-orthanc"), load=False) as orthanc:
+        assert peers.orthanc_upload(orthanc.http_port, list(files.values())) == {}
+        yield orthanc, uid, files
+
+
+def saved_node(peer: Any) -> str:
+    node = node_of(peer, name="orthanc-dl")
+    dicomnb.add_node(node.name, aet=node.aet, host=node.host, port=node.port, wado_url=node.wado_url, replace=True)
+    return node.name
+
+
+@pytest.mark.integration
+def test_a_retrieve_is_one_job_per_series_and_a_preview_comes_first(study: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    peer, uid, files = study
+    numbers = {sop: int(pydicom.dcmread(path, stop_before_pixels=True).InstanceNumber) for sop, path in files.items()}
+    arrived: list[Any] = []
+    file_items = dicomnb.downloads.file_items
+
+    def filed(items: list[Any]) -> object:  # the catalog's filing, in the order instances land
+        arrived.extend(items)
+        return file_items(items)
+
+    monkeypatch.setattr(dicomnb.downloads, "file_items", filed)
+    dicomnb.downloads.instance_parallel = 1  # one at a time: the arrival order is the fetch order
+    try:
+        result = dicomnb.retrieve(saved_node(peer), uid, method="wado-uri")
+    finally:
+        dicomnb.downloads.instance_parallel = 4
+    assert result.complete and result.retrieved == 27 and len(result.jobs) == 3
+    statuses = {s.id: s for s in dicomnb.downloads()}
+    assert set(statuses) == set(result.jobs)
+    assert sorted(s.description for s in statuses.values()) == ["CT 1", "CT 2", "CT 3"]
+    assert all(s.text.startswith("complete: 9 instances, ") and s.missing == 0 for s in statuses.values())
+    # within each series: first, last, middle, then halving (instance numbers 1..9)
+    by_series: dict[str, list[int]] = {}
+    for row in arrived:
+        by_series.setdefault(row.SeriesInstanceUID, []).append(numbers[row.SOPInstanceUID])
+    for order in by_series.values():
+        assert order[:3] == [1, 9, 5] and sorted(order) == list(range(1, 10))
+    # the first finished instance of each series is known at once, for a viewer
+    for status in statuses.values():
+        assert status.first_path and numbers[pydicom.dcmread(status.first_path).SOPInstanceUID] == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["c-get", "wado-uri"])
+def test_pause_then_resume_into_the_same_dest(study: Any, method: str, tmp_path: Path, isolated_cache: Path) -> None:
+    peer, uid, files = study
+    name = saved_node(peer)
+    dicomnb.downloads.series_parallel = 1
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done >= 5:
+            cancel.set()
+
+    try:
+        paused = dicomnb.retrieve(name, uid, method=method, dest=tmp_path / "out", cancel=cancel, progress=progress)
+    finally:
+        dicomnb.downloads.series_parallel = 3
+    assert paused.cancelled and 5 <= paused.retrieved < 27 and paused.missing
+    states = sorted(s.state for s in dicomnb.downloads())
+    assert "paused" in states and "complete" not in states[1:]
+    # resume from Python: only the missing instances are fetched, into the same dest
+    resumed = dicomnb.downloads.resume()
+    assert {j.id for j in resumed} <= set(paused.jobs)
+    assert dicomnb.downloads.wait(resumed, timeout=60)
+    assert all(s.state == "complete" for s in dicomnb.downloads())
+    assert sum(job.result.retrieved for job in resumed if job.result) == 27 - paused.retrieved
+    stored = sorted(p for p in (isolated_cache / "store").rglob("*") if p.is_file())
+    copied = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert len(stored) == len(copied) == 27 and all(p.suffix == ".dcm" for p in stored + copied)
+    assert {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in copied} == set(files)
+
+
+@pytest.mark.integration
+def test_cancel_forgets_the_job_and_keeps_what_arrived(study: Any, isolated_cache: Path) -> None:
+    peer, uid, files = study
+    cancel = threading.Event()
+    dicomnb.downloads.series_parallel = 1
+    try:
+        paused = dicomnb.retrieve(saved_node(peer), uid, method="wado-uri", cancel=cancel,
+                                  progress=lambda done, total: done >= 3 and cancel.set())
+    finally:
+        dicomnb.downloads.series_parallel = 3
+    kept = {r.SOPInstanceUID for r in paused.instances}
+    assert kept and all(sop in dicomnb.catalog for sop in kept)
+    gone = dicomnb.downloads.cancel(paused.jobs)
+    assert {j.id for j in gone} == set(paused.jobs) and dicomnb.downloads() == []
+    assert not list((isolated_cache / "downloads").glob("*.json"))
+    assert all(sop in dicomnb.catalog for sop in kept)
+    assert all(instance_path(uid, r.SeriesInstanceUID, r.SOPInstanceUID).is_file() for r in paused.instances)
+
+
+def run_cli(*args: str, cache: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DICOMNB_CACHE_DIR": str(cache), "DICOMNB_CONFIG_DIR": str(config)}
+    return subprocess.run([sys.executable, "-m", "dicomnb", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.mark.integration
+def test_the_command_line_lists_resumes_and_cancels(study: Any, tmp_path: Path, isolated_cache: Path) -> None:
+    peer, uid, files = study
+    config = Path(os.environ["DICOMNB_CONFIG_DIR"])
+    name = saved_node(peer)
+    # a paused retrieve left by this process, finished by a shell, into its --dest
+    cancel = threading.Event()
+    dicomnb.downloads.series_parallel = 1
+    try:
+        paused = dicomnb.retrieve(name, uid, method="c-get", dest=tmp_path / "out", cancel=cancel,
+                                  progress=lambda done, total: done >= 4 and cancel.set())
+    finally:
+        dicomnb.downloads.series_parallel = 3
+    listed = run_cli("downloads", "--json", cache=isolated_cache, config=config)
+    assert listed.returncode == 0, listed.stderr
+    jobs = {job["id"]: job for job in json.loads(listed.stdout)["jobs"]}
+    assert set(jobs) == set(paused.jobs)
+    assert sum(job["missing"] for job in jobs.values()) == len(paused.missing)
+    assert {job["state"] for job in jobs.values()} <= {"paused", "complete"}
+    table = run_cli("downloads", cache=isolated_cache, config=config)
+    assert table.stdout.splitlines()[0].split() == ["ID", "STATE", "DONE", "MISSING", "NODE", "METHOD", "SERIES"]
+    resumed = run_cli("downloads", "resume", cache=isolated_cache, config=config)
+    assert resumed.returncode == 0, resumed.stderr
+    # not a terminal: one line per series as it ends
+    assert sum(": complete: 9 instances, " in line for line in resumed.stderr.splitlines()) >= 1
+    assert len([p for p in (tmp_path / "out").rglob("*.dcm")]) == 27
+    after = json.loads(run_cli("downloads", "--json", cache=isolated_cache, config=config).stdout)["jobs"]
+    assert [job["state"] for job in after] == ["complete"] * 3
+    # unknown IDs: a usage error naming the known ones
+    wrong = run_cli("downloads", "retry-missing", "nope", cache=isolated_cache, config=config)
+    assert wrong.returncode == 2 and "no download 'nope'" in wrong.stderr
+    cleared = run_cli("downloads", "clear", cache=isolated_cache, config=config)
+    assert cleared.returncode == 0 and "forgot 3 complete jobs" in cleared.stdout
+    assert json.loads(run_cli("downloads", "--json", cache=isolated_cache, config=config).stdout) == {"jobs": []}
+
+
+@pytest.mark.integration
+def test_retrieve_prints_progress_and_keeps_jobs(study: Any, isolated_cache: Path) -> None:
+    peer, uid, files = study
+    config = Path(os.environ["DICOMNB_CONFIG_DIR"])
+    name = saved_node(peer)
+    done = run_cli("retrieve", name, "--study", uid, "--method", "wado-uri", cache=isolated_cache, config=config)
+    assert done.returncode == 0, done.stderr
+    assert "27 instances retrieved from orthanc-dl (wado-uri)" in done.stdout
+    ended = [line for line in done.stderr.splitlines() if ": complete: 9 instances, " in line]
+    assert len(ended) == 3 and sorted(line.split()[1] for line in ended) == ["CT", "CT", "CT"]
+    jobs = json.loads(run_cli("downloads", "--json", cache=isolated_cache, config=config).stdout)["jobs"]
+    assert len(jobs) == 3 and all(job["state"] == "complete" and job["total"] == 9 for job in jobs)
+
+
+def test_a_job_holds_its_series_while_it_runs(isolated_cache: Path) -> None:
+    """Two jobs of one series (two destinations) never run at once: the second waits for the lock."""
+    from dicomnb.core.downloads import _SeriesLock
+
+    path = isolated_cache / "downloads" / "locks" / "x.lock"
+    first, second = _SeriesLock(path), _SeriesLock(path)
+    never = threading.Event()
+    assert first.acquire(never)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    assert not second.acquire(stop)  # still held: gave up when told to
+    first.release()
+    assert second.acquire(never)
+    second.release()
+
+
+def test_series_job_round_trips_through_json() -> None:
+    job = SeriesJob(id="abc", node="n", method="wado-rs", study_uid="1", series_uid="1.1",
+                    instances=[Expected("1", "1.1", "1.1.1", "cls")], sop_classes=("cls",), dest="/tmp/x",
+                    description="MR 2: t1", state="incomplete", done=0, bytes=12, error="refused")
+    again = SeriesJob.from_json(json.loads(json.dumps(job.to_json())))
+    assert again.to_json() == job.to_json() and again.status().text == "incomplete: 1 missing"

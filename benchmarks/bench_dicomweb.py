@@ -4,12 +4,12 @@ Starts its own Orthanc with the DICOMweb plugin (``tests/peers.py``) and loads o
 10 series of 100 copies of pydicom's ``CT_small.dcm`` with fresh UIDs (``common.py``, as
 ``bench_retrieve.py`` does). Then times, in one run, each into an empty folder:
 
-- dicomnb, pipelined: what ``dicomnb.retrieve`` does for a DICOMweb node,
-  :func:`~dicomnb.sources.wado_rs.retrieve_study_wado_rs` (the QIDO-RS listing of each
-  series, 4 series at a time, and the WADO-RS of each series as soon as it is listed, 3 at
-  a time, each part streamed to the store and filed into the catalog); "listing" is when
-  the last series' listing arrived;
-- the same one instance per request (``per_instance=True``, the unit a download pauses on);
+- dicomnb, pipelined: ``dicomnb.retrieve`` of a DICOMweb node (the QIDO-RS listing of each
+  series, 4 series at a time, each series' download job started as soon as it is listed, 3
+  at a time, one WADO-RS request per series, each part streamed to the store and filed into
+  the catalog); "listing" is when the last series was handed over;
+- the same listing, one WADO-RS request per instance (4 at a time per series: how a partly
+  stored series is fetched);
 - dicomnb, listing then retrieving: :func:`~dicomnb.sources.dicomweb.find_instances`, then
   :func:`~dicomnb.sources.wado_rs.retrieve_wado_rs` (the split: each part timed alone);
 - dicomweb-client: ``search_for_series``, then ``retrieve_series`` and ``save_as`` of each
@@ -41,10 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from common import HERE, SERIES, count_files, orthanc_with_study, peers, upload  # benchmarks/
@@ -53,7 +55,7 @@ from results_file import publish
 
 import dicomnb
 from dicomnb.core.nodes import DicomWebNode
-from dicomnb.core.retrieval import Expected, Landing, expected_instances
+from dicomnb.core.retrieval import Landing, expected_instances
 from dicomnb.sources import dicomweb, wado_rs
 
 SECTION = "# DICOMweb benchmark results"
@@ -67,32 +69,50 @@ SEQUENTIAL = "dicomnb WADO-RS (series, listing then retrieving)"
 CLIENT = "dicomweb-client retrieve_series + save_as"
 
 
-class TimedLanding(Landing):
-    """A landing that notes when the last series' listing arrived (seconds after ``begun``)."""
-
-    begun = 0.0
-    listed = 0.0
-
-    def expect(self, instances: Iterable[Expected]) -> list[Expected]:
-        added = super().expect(instances)
-        self.listed = max(self.listed, time.perf_counter() - self.begun)
-        return added
-
-
 def dicomnb_retrieve(url: str, study: str, folder: Path, per_instance: bool = False) -> tuple[int, float]:
     """What ``dicomnb.retrieve`` does for a DICOMweb node: list and retrieve, side by side.
 
-    Returns the instances retrieved and the second at which the listing was complete.
+    Each series' download job starts as soon as the series is listed. With ``per_instance``,
+    the same listing feeds one request per instance instead (the unit a partly stored series
+    is fetched in). Returns the instances retrieved and the second at which the listing was
+    complete (the last series handed over).
     """
     node = DicomWebNode(name="bench", url=url)
     dicomnb.catalog.clear()
+    begun = time.perf_counter()
+    listed = [0.0]
     with dicomnb.settings.override(cache_dir=folder):
-        landing = TimedLanding([], dicomnb.catalog.add_items, source="dicomweb", origin=node.name)
-        landing.begun = time.perf_counter()
-        wado_rs.retrieve_study_wado_rs(node, study, None, landing, parallel=PARALLEL, per_instance=per_instance)
-    if landing.missing:
-        raise RuntimeError(f"dicomnb: {len(landing.missing)} instances missing: {landing.errors[:3]}")
-    return landing.retrieved, landing.listed
+        if not per_instance:
+            add = dicomnb.downloads.add
+
+            def timed_add(**job: Any) -> Any:
+                listed[0] = max(listed[0], time.perf_counter() - begun)
+                return add(**job)
+
+            dicomnb.downloads.add = timed_add  # type: ignore[method-assign]
+            try:
+                result = dicomnb.retrieve(node, study, raise_incomplete=False)
+            finally:
+                del dicomnb.downloads.add
+            dicomnb.downloads.clear()
+            if result.missing:
+                raise RuntimeError(f"dicomnb: {len(result.missing)} instances missing: {result.errors[:3]}")
+            return result.retrieved, listed[0]
+        landings: list[Landing] = []
+        with ThreadPoolExecutor(PARALLEL) as pool:
+
+            def each(series: str, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+                listed[0] = max(listed[0], time.perf_counter() - begun)
+                landing = Landing(expected_instances(rows, study), dicomnb.catalog.add_items, source="dicomweb",
+                                  origin=node.name)
+                landings.append(landing)
+                pool.submit(wado_rs.retrieve_wado_rs, node, landing, parallel=4, per_instance=True)
+
+            wado_rs.list_study(node, study, None, each)
+    missing = sum(len(landing.missing) for landing in landings)
+    if missing:
+        raise RuntimeError(f"dicomnb: {missing} instances missing")
+    return sum(landing.retrieved for landing in landings), listed[0]
 
 
 def dicomnb_list_then_retrieve(url: str, study: str, folder: Path) -> tuple[int, float]:

@@ -10,7 +10,8 @@ A retrieve lists the study first (C-FIND at IMAGE level, or QIDO-RS), makes one
 :class:`~dicomnb.core.downloads.SeriesJob` per series, and runs them
 (:class:`~dicomnb.core.downloads.DownloadManager`). Each job's transfer is
 :func:`fetch_series`: C-GET or C-MOVE of the series (IMAGE level by SOP Instance UID for
-what is still missing), or WADO-URI / WADO-RS instance by instance in preview order.
+what is still missing), WADO-URI instance by instance in preview order, or WADO-RS (the series
+in one request when nothing of it is stored, else instance by instance in preview order).
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
     if isinstance(target, DicomWebNode):
         from dicomnb.sources.wado_rs import retrieve_wado_rs
 
-        return retrieve_wado_rs(target, landing, timeout=timeout, parallel=instance_parallel, per_instance=True,
-                                cancel=cancel)
+        return retrieve_wado_rs(target, landing, timeout=timeout, parallel=instance_parallel, cancel=cancel)
     if method == "wado-uri":
         from dicomnb.sources.wado_uri import retrieve_wado_uri
 

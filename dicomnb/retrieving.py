@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from dicomnb.core.downloads import COMPLETE, Batch, DownloadManager, JobStatus, SeriesJob
+from dicomnb.core.downloads import COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
 from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
 from dicomnb.core.retrieval import Landing, RetrieveResult, StudyContents
@@ -253,6 +253,7 @@ def retrieve(
     store = NodeStore.load()
     target = _target(store, node)
     method = check_method(target, method)
+    given_calling = calling
     calling = calling or store.calling
     if cancel is not None and cancel.is_set():
         return RetrieveResult(node=target.name, study_uid=study_uid, method=method, cancelled=True)
@@ -276,7 +277,13 @@ def retrieve(
             job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
                                 instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
                                 dest=dest_path, description=contents.label(series_uid))
-            job.runtime.update(node=target, calling=calling, timeout=timeout)
+            # a node or calling node given as an object stays with the job; a name is looked up
+            # when the job runs, so a node saved anew (a fixed port) serves its retry
+            job.runtime.update(timeout=timeout)
+            if not isinstance(node, str):
+                job.runtime["node"] = target
+            if given_calling is not None:
+                job.runtime["calling"] = given_calling
             jobs.append(job)
         downloads.start([job], batch)
 
@@ -294,8 +301,10 @@ def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: 
             raise_incomplete: bool, cancel: threading.Event | None) -> RetrieveResult:
     """The result over the jobs of a retrieve: their first network error, or RetrieveIncomplete."""
     jobs = list(jobs)
+    # paused through ``cancel``, or from elsewhere (the panel, downloads.pause()): not a failure
     result = RetrieveResult(node=target.name, study_uid=study_uid, method=method,
-                            cancelled=bool(cancel is not None and cancel.is_set()))
+                            cancelled=bool(cancel is not None and cancel.is_set())
+                            or any(job.state == PAUSED for job in jobs))
     missing: list[str] = []
     for job in jobs:
         result.expected += job.total

@@ -256,3 +256,40 @@ def test_series_job_round_trips_through_json() -> None:
                     description="MR 2: t1", state="incomplete", done=0, bytes=12, error="refused")
     again = SeriesJob.from_json(json.loads(json.dumps(job.to_json())))
     assert again.to_json() == job.to_json() and again.status().text == "incomplete: 1 missing"
+
+
+@pytest.mark.integration
+def test_a_retry_uses_the_node_as_saved_now(study: Any) -> None:
+    """A network error leaves the jobs incomplete; fixing the saved node and retrying finishes them."""
+    import peers
+
+    from dicomnb.core.errors import ConnectionFailed
+
+    peer, uid, files = study
+    name = saved_node(peer)
+    dicomnb.add_node(name, aet=peer.aet, host="127.0.0.1", port=peer.port,
+                     wado_url=f"http://127.0.0.1:{peers.free_port()}/wado", replace=True)
+    with pytest.raises(ConnectionFailed):
+        dicomnb.retrieve(name, uid, method="wado-uri")
+    assert sorted(s.text for s in dicomnb.downloads()) == ["incomplete: 9 missing"] * 3
+    saved_node(peer)  # the right WADO-URI address again
+    retried = dicomnb.downloads.retry_missing()
+    assert len(retried) == 3 and dicomnb.downloads.wait(retried, timeout=60)
+    assert [s.state for s in dicomnb.downloads()] == ["complete"] * 3
+    assert all(sop in dicomnb.catalog for sop in files)
+
+
+@pytest.mark.integration
+def test_a_pause_from_elsewhere_is_not_a_failure(study: Any) -> None:
+    peer, uid, files = study
+    dicomnb.downloads.series_parallel = 1
+    try:
+        result = dicomnb.retrieve(saved_node(peer), uid, method="wado-uri",
+                                  progress=lambda done, total: done == 4 and dicomnb.downloads.pause())
+    finally:
+        dicomnb.downloads.series_parallel = 3
+    assert result.cancelled and result.missing and 4 <= result.retrieved < 27
+    assert {s.state for s in dicomnb.downloads()} == {"paused"}
+    dicomnb.downloads.resume()
+    assert dicomnb.downloads.wait(timeout=60)
+    assert {s.state for s in dicomnb.downloads()} == {"complete"}

@@ -47,7 +47,7 @@ try:  # POSIX: a lock the kernel drops when its process dies
 except ImportError:  # pragma: no cover - Windows: one process at a time is the user's care
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JOB_STATES", "DownloadManager", "DownloadProgress", "JobStatus", "SeriesJob", "preview_order"]
+__all__ = ["JOB_STATES", "DownloadManager", "DownloadProgress", "JobStatus", "SeriesJob", "human_size", "preview_order"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,12 +131,12 @@ class JobStatus:
         if self.state == RUNNING:
             text = f"running: {self.done}/{self.total}"
             if self.rate:
-                text += f", {_size(self.rate)}/s"
+                text += f", {human_size(self.rate)}/s"
             if self.eta is not None:
                 text += f", {self.eta:.0f} s left"
             return text
         if self.state == COMPLETE:
-            return f"complete: {self.total} instance{'' if self.total == 1 else 's'}, {_size(self.bytes)}"
+            return f"complete: {self.total} instance{'' if self.total == 1 else 's'}, {human_size(self.bytes)}"
         return f"{self.state}: {self.done}/{self.total}"
 
     def to_json(self) -> dict[str, Any]:
@@ -181,7 +181,8 @@ class DownloadProgress:
         return left * per_instance / max(self.rate, 1e-9)
 
 
-def _size(count: float) -> str:
+def human_size(count: float) -> str:
+    """``"1.2 MB"``: a byte count as people read it (powers of 1000)."""
     for unit in ("B", "kB", "MB", "GB"):
         if count < 1000 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
@@ -468,14 +469,21 @@ class DownloadManager:
                 if job.state in (RUNNING, QUEUED) and _alive(job.owner):
                     job.error = f"running in process {job.owner}"
                     continue
+                before = (job.state, job.owner)
                 job.state, job.owner, job.error, job.exception = QUEUED, os.getpid(), "", None
                 job._cancel, job._in_flight = threading.Event(), True
                 job._batch = batch
+            try:
+                self._save(job)  # before it runs: a job the disk does not know is never queued
+            except DownloadError:
+                with self._changed:
+                    (job.state, job.owner), job._in_flight = before, False
+                raise
+            with self._changed:
                 if batch is not None:
                     batch.jobs.append(job)
                 self._queue.append(job)
                 queued.append(job)
-            self._save(job)
         with self._changed:
             # a worker per queued job, while fewer than series_parallel run
             while self._workers < self.series_parallel and self._workers - self._busy < len(self._queue):
@@ -625,8 +633,13 @@ class DownloadManager:
         for job in jobs:
             with self._changed:
                 self._live.pop((str(self.folder()), job.id), None)
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 self._path(job.id).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise DownloadError(f"cannot forget download {job.id}: {self._path(job.id)}: "
+                                    f"{exc.strerror or exc}") from exc
         self._touch()
         return jobs
 

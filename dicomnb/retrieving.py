@@ -10,8 +10,7 @@ A retrieve lists the study first (C-FIND at IMAGE level, or QIDO-RS), makes one
 :class:`~dicomnb.core.downloads.SeriesJob` per series, and runs them
 (:class:`~dicomnb.core.downloads.DownloadManager`). Each job's transfer is
 :func:`fetch_series`: C-GET or C-MOVE of the series (IMAGE level by SOP Instance UID for
-what is still missing), WADO-URI instance by instance in preview order, or WADO-RS (the series
-in one request when nothing of it is stored, else instance by instance in preview order).
+what is still missing), or WADO-URI / WADO-RS instance by instance in preview order.
 """
 
 from __future__ import annotations
@@ -65,7 +64,10 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
     if isinstance(target, DicomWebNode):
         from dicomnb.sources.wado_rs import retrieve_wado_rs
 
-        return retrieve_wado_rs(target, landing, timeout=timeout, parallel=instance_parallel, cancel=cancel)
+        # instance by instance: a series asked for whole would be sent on by the archive past a
+        # pause (it writes ahead into the socket), and the resume would fetch those again
+        return retrieve_wado_rs(target, landing, timeout=timeout, parallel=instance_parallel, per_instance=True,
+                                cancel=cancel)
     if method == "wado-uri":
         from dicomnb.sources.wado_uri import retrieve_wado_uri
 
@@ -272,7 +274,7 @@ def retrieve(
     def start_series(series_uid: str, contents: StudyContents) -> None:
         with lock:
             instances = contents.by_series().get(series_uid, [])
-            if not instances or (cancel is not None and cancel.is_set()):
+            if not instances:
                 return
             job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
                                 instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
@@ -285,6 +287,8 @@ def retrieve(
             if given_calling is not None:
                 job.runtime["calling"] = given_calling
             jobs.append(job)
+        if cancel is not None and cancel.is_set():
+            return  # paused while the study was being listed: saved paused, for resume()
         downloads.start([job], batch)
 
     try:

@@ -12,14 +12,19 @@ Lestrade^G study, and the charset files (Cyrillic ``chrRuss.dcm``, Korean ``chrK
 French, German, Japanese, Chinese) so that non-ASCII matching can be tested. All are
 uncompressed: dcmqrscp, as configured, accepts only uncompressed transfer syntaxes
 (see :data:`NOT_LOADED`).
+
+:class:`RestartableServer` is the Orthanc or dcmqrscp a test crashes (SIGKILL) and starts
+again on the same ports and storage, with logs verbose enough to count what it sent.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,6 +205,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class ServerProcess:
     """A server started in the background, logged to a file, stopped by PID."""
 
@@ -250,6 +264,27 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 if _alive(pid):
                     os.kill(pid, signal.SIGKILL)
+        self._log_file.close()
+
+    def kill(self) -> None:
+        """SIGKILL it now, as a crash would, with its children; return once they are all gone.
+
+        The server is stopped (SIGSTOP) while its children are listed, so that it forks no
+        new one meanwhile; then each is killed by PID. A child counts as gone once it is a
+        zombie (the init process reaps it, not us).
+        """
+        children: list[int] = []
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGSTOP)
+            children = _children(self.pid)
+            for pid in [*children, self.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.process.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._log_file.close()
 
 
@@ -508,6 +543,222 @@ def run_qrscp(root: Path, aet: str = "QRSCP", load: bool = True) -> Iterator[Pee
         yield _peer("qrscp", aet, port, None, move_port, server.pid)
     finally:
         server.stop()
+
+
+# --- servers a test crashes and starts again ---------------------------------------------------
+
+_OUTGOING = "OUTGOING DIMSE MESSAGE"
+_END_MESSAGE = "END DIMSE MESSAGE"
+_C_STORE_RQ = re.compile(r"Message Type\s*: C-STORE RQ\s*$")
+_AFFECTED_SOP = re.compile(r"Affected SOP Instance UID\s*: ([0-9.]+)\s*$")
+_FILE_SERVED = re.compile(r"Plugin making REST GET call on URI /instances/([0-9a-f-]+)/file ")
+_STORE_SUB_OPERATION = re.compile(r"Store SCU RQ: MsgID ")
+
+
+class RestartableServer:
+    """Orthanc or dcmqrscp on ports and storage of its own, that a test can SIGKILL and start again.
+
+    The ports are picked once, so a node saved for the server stays right across restarts,
+    and so does what it holds (Orthanc's index and files, dcmqrscp's folder and its
+    ``index.dat``). A port the killed server held may still be bound for a moment (its
+    connections in TIME_WAIT): starting again retries, bounded, until a new process binds
+    it and answers.
+
+    Each run logs to its own file (``run-N.log``), verbosely enough to count what it sent
+    (:meth:`instances_sent`, :meth:`count_sent`):
+
+    - Orthanc (``--verbose --trace-dicom``) dumps each C-STORE-RQ it sends, for a C-GET or a
+      C-MOVE, as an ``OUTGOING DIMSE MESSAGE`` block with its ``Affected SOP Instance UID``;
+      each file its DICOMweb plugin serves (WADO-URI and WADO-RS alike) shows as the plugin's
+      REST call ``GET /instances/{id}/file``, named by Orthanc's instance ID.
+    - dcmqrscp (``-v``) logs one ``Store SCU RQ: MsgID n`` line per C-STORE sub-operation,
+      C-GET or C-MOVE, without its UID (``-d`` adds none).
+
+    Use it as a context manager: the process it runs is killed by PID on the way out,
+    whatever happened (its storage is the test's to throw away).
+    """
+
+    def __init__(self, kind: str, root: Path, aet: str | None = None) -> None:
+        if kind not in ("orthanc", "dcmqrscp"):
+            raise PeerError(f"no restartable server of kind {kind!r}: orthanc or dcmqrscp")
+        binary = shutil.which("Orthanc" if kind == "orthanc" else "dcmqrscp")
+        if binary is None:
+            raise PeerError(f"{kind} is not installed")
+        self.kind, self.root, self.aet = kind, root, aet or kind.upper()
+        self.port, self.move_port = free_port(), free_port()
+        self.http_port = free_port() if kind == "orthanc" else None
+        (root / "db").mkdir(parents=True, exist_ok=True)
+        if self.http_port is not None:
+            config = root / "orthanc.json"
+            settings = orthanc_config(root, self.aet, self.port, self.http_port, self.move_port)
+            config.write_text(json.dumps(settings, indent=2))
+            # --verbose first: it resets the log options read before it
+            self.argv = [binary, "--verbose", "--trace-dicom", str(config)]
+        else:
+            config = root / "dcmqrscp.cfg"
+            config.write_text(dcmqrscp_config(root, self.aet, self.port, self.move_port))
+            self.argv = [binary, "-v", "-c", str(config)]
+        self.runs = 0
+        self.server: ServerProcess | None = None
+        self._sop_of_id: dict[str, str] = {}
+
+    def __enter__(self) -> RestartableServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.server is not None and self.server.process.poll() is None
+
+    @property
+    def peer(self) -> Peer:
+        """The server as it runs now (its ``pid`` changes with each start)."""
+        if self.server is None:
+            raise PeerError(f"{self.kind} is not running")
+        return Peer(name=self.kind, aet=self.aet, host="127.0.0.1", port=self.port, http_port=self.http_port,
+                    move_aet=MOVE_AET, move_port=self.move_port, instances=(), files=(), pid=self.server.pid)
+
+    def log(self, run: int) -> Path:
+        """The log of the ``run``-th start (from 1)."""
+        return self.root / f"run-{run}.log"
+
+    def _ready(self) -> bool:
+        if self.http_port is not None:
+            return _http_ok(f"http://127.0.0.1:{self.http_port}/system") and port_open(self.port)
+        return port_open(self.port) and dimse_echo_ok(self.aet, self.port)
+
+    def start(self) -> Peer:
+        """Start it, on its ports and storage, unless it runs; return it once it answers."""
+        if self.running:
+            return self.peer
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self.runs += 1
+            server = ServerProcess(self.kind, self.argv, self.log(self.runs), self.root)
+            try:
+                server.wait_ready(self._ready, max(1.0, deadline - time.monotonic()))
+            except PeerError:
+                exited = server.process.poll() is not None
+                server.kill()  # closes its log; nothing to signal once it has exited
+                if not exited or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)  # most likely a port still held: try again
+                continue
+            self.server = server
+            return self.peer
+
+    def load(self, files: list[Path]) -> None:
+        """Give it these Part 10 files, which it then holds byte for byte as they are.
+
+        Orthanc over REST (``POST /instances`` keeps the file as sent); dcmqrscp by copying
+        them into its storage folder and registering them with ``dcmqridx`` (C-STORE into
+        dcmqrscp costs ~57 ms an instance here, and it would write its own file meta).
+        """
+        if self.http_port is not None:
+            _check_loaded("Orthanc", orthanc_upload(self.http_port, files))
+            return
+        indexer = system_tool("dcmqridx")
+        if indexer is None:
+            raise PeerError("dcmqridx (DCMTK) is not installed")
+        copies = []
+        for number, path in enumerate(files):
+            copies.append(self.root / "db" / f"loaded-{number}.dcm")
+            shutil.copyfile(path, copies[-1])
+        for start in range(0, len(copies), 500):  # within the limits of a command line
+            done = subprocess.run([indexer, str(self.root / "db"), *map(str, copies[start:start + 500])],
+                                  capture_output=True, text=True, check=False, env=peer_env())
+            if done.returncode != 0:
+                raise PeerError(f"dcmqridx failed ({done.returncode}):\n{done.stderr[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL it now (and dcmqrscp's per-association children), as a crash would."""
+        if self.server is not None:
+            self.server.kill()
+            self.server = None
+
+    def mark(self) -> tuple[int, int]:
+        """Where its log stands now (run, offset): what :meth:`sent` counts from."""
+        path = self.log(self.runs)
+        return self.runs, (path.stat().st_size if path.exists() else 0)
+
+    def sent(self, since: tuple[int, int]) -> SentLog:
+        """What it has sent since the mark ``since``, as its logs say (:meth:`SentLog.update` reads on)."""
+        return SentLog(self, since)
+
+    def instances_sent(self, since: tuple[int, int]) -> collections.Counter[str]:
+        """SOP Instance UID → how many times Orthanc sent it since the mark ``since``.
+
+        C-STORE sub-operations (C-GET, C-MOVE) and files served by the DICOMweb plugin
+        (WADO-URI, WADO-RS) alike. Orthanc must be running (its instance IDs are looked up).
+        """
+        if self.http_port is None:
+            raise PeerError("dcmqrscp does not log the UIDs of what it sends: use count_sent")
+        log = self.sent(since)
+        log.update()
+        return collections.Counter(self._sop_instance_uid(orthanc_id) if uid is None else uid
+                                   for uid, orthanc_id in log.found)
+
+    def count_sent(self, since: tuple[int, int]) -> int:
+        """How many instances it sent since the mark ``since`` (C-STORE sub-operations, files served)."""
+        return self.sent(since).update()
+
+    def _sop_instance_uid(self, orthanc_id: str) -> str:
+        if orthanc_id not in self._sop_of_id:
+            url = f"http://127.0.0.1:{self.http_port}/instances/{orthanc_id}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                tags = json.loads(response.read())["MainDicomTags"]
+            self._sop_of_id[orthanc_id] = str(tags["SOPInstanceUID"])
+        return self._sop_of_id[orthanc_id]
+
+
+class SentLog:
+    """The instances a :class:`RestartableServer` sent from a mark on, read from its logs as they grow.
+
+    :meth:`update` reads only what the logs gained since the last call (cheap enough to
+    call every few milliseconds while a transfer runs). ``found`` holds, in order, a
+    ``(SOP Instance UID, None)`` per C-STORE-RQ Orthanc sent, a ``(None, Orthanc instance
+    ID)`` per file it served, and a ``(None, None)`` per dcmqrscp sub-operation.
+    """
+
+    def __init__(self, server: RestartableServer, since: tuple[int, int]) -> None:
+        self.server = server
+        self.run, self.offset = max(since[0], 1), since[1]
+        self.found: list[tuple[str | None, str | None]] = []
+        self._outgoing = self._store = False
+
+    def update(self) -> int:
+        """Read what the logs gained; return how many instances were sent since the mark."""
+        while True:
+            path = self.server.log(self.run)
+            if path.exists():
+                with open(path, "rb") as log:
+                    log.seek(self.offset)
+                    gained = log.read()
+                complete = gained[:gained.rfind(b"\n") + 1]  # a line being written: next time
+                self.offset += len(complete)
+                for line in complete.decode(errors="replace").splitlines():
+                    self._read(line)
+            if self.run >= self.server.runs:
+                return len(self.found)
+            self.run, self.offset = self.run + 1, 0
+
+    def _read(self, line: str) -> None:
+        if self.server.http_port is None:
+            # dcmqrscp's children log to the same file at once: two lines may end up as one
+            self.found += [(None, None)] * len(_STORE_SUB_OPERATION.findall(line))
+        elif _OUTGOING in line:
+            self._outgoing = True
+        elif _END_MESSAGE in line:
+            self._outgoing = self._store = False
+        elif self._outgoing and _C_STORE_RQ.search(line):
+            self._store = True
+        elif self._store and (sop := _AFFECTED_SOP.search(line)):
+            self.found.append((sop.group(1), None))
+            self._store = False
+        elif served := _FILE_SERVED.search(line):
+            self.found.append((None, served.group(1)))
 
 
 # --- scripted peers on loopback: a listening socket that runs a script per connection -----------

@@ -779,7 +779,7 @@ def wado_requests(server: ScriptedHttp) -> list[str]:
     return sorted(path for path, _ in server.requests if not path.split("?")[0].endswith(("/series", "/instances")))
 
 
-def test_a_404_or_a_cut_series_leaves_its_instances_missing_by_name(
+def test_a_404_or_a_cut_instance_leaves_it_missing_by_name(
         scripted: Callable[..., ScriptedHttp], tmp_path: Path, isolated_cache: Path) -> None:
     import peers
 
@@ -793,22 +793,26 @@ def test_a_404_or_a_cut_series_leaves_its_instances_missing_by_name(
     result = info.value.result
     assert {r.SOPInstanceUID for r in result.instances} == {first, kept, kept2} and result.retrieved == 3
     assert sorted(result.errors) == sorted([
-        f"scripted ({server.url}): series {uids[gone]} not found (HTTP 404)",
-        f"scripted ({server.url}): the answer to the retrieve of series {uids[first]} is not usable: the multipart "
-        "body was cut short in the middle of part 2: try again; if it happens again, see the server's log"])
-    # the message gives the network error behind it, which is also its cause
-    assert isinstance(info.value.__cause__, MalformedResponse) and str(info.value.__cause__) in str(info.value)
+        f"scripted ({server.url}): instance {gone} not found (HTTP 404)",
+        f"scripted ({server.url}): instance {gone2} not found (HTTP 404)",
+        f"scripted ({server.url}): the answer to the retrieve of instance {cut} is not usable: the multipart "
+        "body was cut short in the middle of part 1: try again; if it happens again, see the server's log"])
+    assert isinstance(info.value.__cause__, MalformedResponse)  # the network error behind it
     assert {sop for sop in files if sop in dicomnb.catalog} == {first, kept, kept2}
     assert not [p for p in store_files(isolated_cache) if p.name.startswith(".part-")]
-    # each series was listed, then asked for whole, once
-    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}" for s in (gone, first, kept))
-    # retrieving again asks only for what is missing: the cut series' lost instance comes on its own
+    # the jobs say it too: one per series, two of them incomplete
+    states = {job.series_uid: job.text for job in dicomnb.downloads()}
+    assert states == {uids[gone]: "incomplete: 2 missing", uids[first]: "incomplete: 1 missing",
+                      uids[kept]: f"complete: 2 instances, {states[uids[kept]].split(', ')[1]}"}
+    # each instance was asked for on its own, once
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}" for s in files)
+    # retrieving again asks only for what is missing: the cut instance comes this time
     server.requests.clear()
     with pytest.raises(RetrieveIncomplete) as info:
         dicomnb.retrieve(server.node(), study)
     assert set(info.value.missing) == {gone, gone2} and info.value.result.retrieved == 1
-    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[gone]}",
-                                            f"/dicom-web/studies/{study}/series/{uids[first]}/instances/{cut}"])
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}"
+                                           for s in (gone, gone2, cut))
 
 
 def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., ScriptedHttp], tmp_path: Path,
@@ -827,9 +831,9 @@ def test_instances_in_the_store_are_not_fetched_again(scripted: Callable[..., Sc
     result = dicomnb.retrieve(server.node(), study, progress=lambda n, total: done.append((n, total)))
     assert result.complete and result.retrieved == 3 and len(result.instances) == 6
     assert {r.SOPInstanceUID for r in result.instances} == set(files) and all(sop in dicomnb.catalog for sop in files)
-    # nothing of the stored series, the lacking instance on its own, the fresh series whole
-    assert wado_requests(server) == sorted([f"/dicom-web/studies/{study}/series/{uids[half]}/instances/{lacking}",
-                                            f"/dicom-web/studies/{study}/series/{uids[fresh]}"])
+    # nothing of the stored series; the others instance by instance (a download pauses between two)
+    assert wado_requests(server) == sorted(f"/dicom-web/studies/{study}/series/{uids[s]}/instances/{s}"
+                                           for s in (lacking, fresh, fresh2))
     # progress: one call per instance fetched, counting what is landed or stored against what
     # has been listed so far (series are listed and fetched side by side: the order varies)
     assert len(done) == 3 and all(0 < n <= total <= 6 for n, total in done)

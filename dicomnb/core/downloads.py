@@ -351,6 +351,7 @@ class DownloadManager:
         self.series_parallel = series_parallel
         self.instance_parallel = instance_parallel
         self._live: dict[tuple[str, str], SeriesJob] = {}   # (folder, id): jobs this process knows
+        self._read: dict[Path, tuple[tuple[int, int], SeriesJob | None]] = {}  # state files as last parsed
         self._queue: collections.deque[SeriesJob] = collections.deque()
         self._workers = 0                                   # worker threads alive
         self._busy = 0                                      # of them, running a job
@@ -383,11 +384,22 @@ class DownloadManager:
                                 f"{exc.strerror or exc}") from exc
 
     def _load(self, path: Path) -> SeriesJob | None:
+        """The job saved in ``path``, parsed again only when the file changed (status() runs
+        ten times a second while jobs run, and other jobs' files hold their whole listing)."""
         try:
-            return SeriesJob.from_json(json.loads(path.read_bytes()))
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+            cached = self._read.get(path)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            job = SeriesJob.from_json(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             LOGGER.warning("download state %s cannot be read (%s): ignored", path, exc)
-            return None
+            job = None
+        self._read[path] = (version, job)
+        return job
 
     def jobs(self) -> list[SeriesJob]:
         """Every job of the store (this process's and those left by others), oldest first.
@@ -396,35 +408,42 @@ class DownloadManager:
         """
         folder = str(self.folder())
         found: list[SeriesJob] = []
-        with self._changed:
-            live = {job_id: job for (where, job_id), job in self._live.items() if where == folder}
         paths = sorted(self.folder().glob("*.json")) if self.folder().is_dir() else []
-        for path in paths:
-            job = live.get(path.stem)
-            if job is None:
-                job = self._load(path)
+        with self._changed:  # the ticker lists too: one reader of the parsed files at a time
+            live = {job_id: job for (where, job_id), job in self._live.items() if where == folder}
+            for gone in set(self._read) - set(paths):
+                del self._read[gone]
+            for path in paths:
+                job = live.get(path.stem)
                 if job is None:
-                    continue
-                if job.state in (QUEUED, RUNNING) and not _alive(job.owner):
-                    job.state = INTERRUPTED
-            found.append(job)
+                    job = self._load(path)
+                    if job is None:
+                        continue
+                    if job.state in (QUEUED, RUNNING) and not _alive(job.owner):
+                        job.state = INTERRUPTED
+                found.append(job)
         found.sort(key=lambda j: (j.created, j.id))
         return found
 
     def get(self, job_id: str) -> SeriesJob:
         """The job ``job_id`` (DownloadError naming the known ones if there is none)."""
-        for job in self.jobs():
-            if job.id == job_id:
-                return self._adopt(job)
-        known = ", ".join(j.id for j in self.jobs()) or "none"
-        raise DownloadError(f"no download {job_id!r} (known: {known}): list them with 'dicomnb downloads'")
+        return self._select([job_id], ())[0]
 
     def _select(self, ids: Iterable[str | SeriesJob] | None, states: Sequence[str]) -> list[SeriesJob]:
+        """The jobs named (IDs or jobs), else every job in ``states``; made live in this process."""
+        jobs = self.jobs()
         if ids is None:
-            return [self._adopt(j) for j in self.jobs() if j.state in states]
+            return [self._adopt(j) for j in jobs if j.state in states]
+        known = {job.id: job for job in jobs}
         chosen = []
         for job_id in dict.fromkeys(ids):
-            chosen.append(self._adopt(job_id) if isinstance(job_id, SeriesJob) else self.get(job_id))
+            if isinstance(job_id, SeriesJob):
+                chosen.append(self._adopt(job_id))
+            elif job_id in known:
+                chosen.append(self._adopt(known[job_id]))
+            else:
+                raise DownloadError(f"no download {job_id!r} (known: {', '.join(known) or 'none'}): "
+                                    "list them with 'dicomnb downloads'")
         return chosen
 
     def _adopt(self, job: SeriesJob) -> SeriesJob:
@@ -535,7 +554,8 @@ class DownloadManager:
             self._clean_partial(job)
             landing = Landing(job.instances, self.file_items, source=_SOURCES.get(job.method, job.method),
                               origin=job.node, dest=job.dest, progress=lambda done, total: self._progress(job, landing))
-            landing.file_stored()
+            # resumed where it was paused: the records of what landed need no second reading
+            landing.file_stored({r.SOPInstanceUID: r for r in job.result.instances} if job.result else None)
             job.done, job.bytes = len(landing.records), _stored_bytes(landing)
             self._first(job, landing)
             job._run_started, job._run_done, job._run_bytes = time.monotonic(), 0, 0

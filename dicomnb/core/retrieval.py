@@ -12,9 +12,7 @@ Every retrieve method (C-GET, C-MOVE, WADO-URI, WADO-RS) starts from the instanc
 - copies it to the destination folder, when one was asked for.
 
 Before anything is asked for, instances the store already holds complete are filed from
-there and not fetched again: a retrieve can be run again to finish an interrupted one. A
-listing that arrives series by series (WADO-RS) adds to what is expected as it comes
-(:meth:`Landing.expect`), and what is stored is then looked for per series.
+there and not fetched again: a retrieve can be run again to finish an interrupted one.
 The network side lives in :mod:`dicomnb.sources.retrieve`, :mod:`dicomnb.sources.wado_uri`
 and :mod:`dicomnb.sources.dicomweb`.
 """
@@ -264,7 +262,7 @@ class Landing:
     Parameters
     ----------
     expected : sequence of Expected
-        The instances asked for (:meth:`expect` adds more).
+        The instances asked for.
     file_items : callable
         Files records into the catalog (``catalog.add_items``).
     source, origin : str
@@ -297,37 +295,24 @@ class Landing:
         self._lock = threading.Lock()
 
     # -- what the store holds already -----------------------------------------------------------
-    def expect(self, instances: Iterable[Expected]) -> list[Expected]:
-        """Wait for these instances too; return those that are new to this landing.
-
-        For a listing that arrives series by series while earlier series are being fetched
-        (WADO-RS): the retrieve of a series starts once its instances are expected.
-        ``progress`` then counts against what has been listed so far.
-        """
-        added: list[Expected] = []
-        with self._lock:
-            for e in instances:
-                if e.sop_instance_uid not in self.expected:
-                    self.expected[e.sop_instance_uid] = e
-                    self.pending.add(e.sop_instance_uid)
-                    added.append(e)
-        return added
-
-    def file_stored(self, instances: Iterable[Expected] | None = None) -> int:
+    def file_stored(self, known: Mapping[str, InstanceRecord] | None = None) -> int:
         """File the instances the store holds complete; return how many (they are not fetched).
 
-        ``instances``: only these (those of one series just listed); default: all expected.
+        ``known``: records of stored instances read before (a download resumed in the process
+        that paused it), by SOP Instance UID: their files are not read again.
         """
         found: list[Item] = []
         folders: dict[Path, bool] = {}  # a series folder missing holds nothing: one stat, not one a file
-        for e in self._snapshot() if instances is None else list(instances):
+        for e in self._snapshot():
             sop = e.sop_instance_uid
             path = instance_path(e.study_uid, e.series_uid, sop)
             if path.parent not in folders:
                 folders[path.parent] = path.parent.is_dir()
             if not folders[path.parent] or not self.wanted(sop) or not path.is_file():
                 continue
-            item = classify_file(str(path), self.source, self.origin)
+            record = known.get(sop) if known else None
+            item = record if record is not None and record.path == str(path) else \
+                classify_file(str(path), self.source, self.origin)
             if isinstance(item, InstanceRecord) and item.SOPInstanceUID == sop:
                 with self._lock:
                     self.records[sop] = item
@@ -339,7 +324,7 @@ class Landing:
         return len(found)
 
     def _snapshot(self) -> list[Expected]:
-        """The instances expected, in the listing's order (``expect`` may add more meanwhile)."""
+        """The instances expected, in the listing's order."""
         with self._lock:
             return list(self.expected.values())
 

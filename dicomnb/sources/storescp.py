@@ -151,6 +151,8 @@ class StorageSCP:
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):  # wakes accept() now rather than at its next timeout
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._accepting.join(5)
         self._listener.close()
         with self._lock:

@@ -495,12 +495,20 @@ def run_dcmqrscp(root: Path, aet: str = "DCMQRSCP", load: bool = True) -> Iterat
     config = root / "dcmqrscp.cfg"
     config.write_text(dcmqrscp_config(root, aet, port, move_port))
     # Not -s (single process): Debian's 3.6.7 segfaults after the first association with it.
-    server = ServerProcess("dcmqrscp", [binary, "-c", str(config)], root / "dcmqrscp.log", root)
+    with _dimse_server("dcmqrscp", [binary, "-c", str(config)], root, aet, port, move_port, load) as peer:
+        yield peer
+
+
+@contextlib.contextmanager
+def _dimse_server(name: str, command: list[str], root: Path, aet: str, port: int, move_port: int,
+                  load: bool) -> Iterator[Peer]:
+    """Start a DIMSE archive (logging to ``root/<name>.log``), load it over C-STORE, yield it, stop it."""
+    server = ServerProcess(name, command, root / f"{name}.log", root)
     try:
         server.wait_ready(lambda: port_open(port) and dimse_echo_ok(aet, port))
         if load:
-            _check_loaded("dcmqrscp", c_store_files(aet, port, dataset_files()))
-        yield _peer("dcmqrscp", aet, port, None, move_port, server.pid)
+            _check_loaded(name, c_store_files(aet, port, dataset_files()))
+        yield _peer(name, aet, port, None, move_port, server.pid)
     finally:
         server.stop()
 
@@ -534,15 +542,9 @@ def run_qrscp(root: Path, aet: str = "QRSCP", load: bool = True) -> Iterator[Pee
     port, move_port = free_port(), free_port()
     config = root / "qrscp.ini"
     config.write_text(qrscp_config(root, aet, port, move_port))
-    server = ServerProcess("qrscp", [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(config)],
-                           root / "qrscp.log", root)
-    try:
-        server.wait_ready(lambda: port_open(port) and dimse_echo_ok(aet, port))
-        if load:
-            _check_loaded("qrscp", c_store_files(aet, port, dataset_files()))
-        yield _peer("qrscp", aet, port, None, move_port, server.pid)
-    finally:
-        server.stop()
+    command = [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(config)]
+    with _dimse_server("qrscp", command, root, aet, port, move_port, load) as peer:
+        yield peer
 
 
 # --- servers a test crashes and starts again ---------------------------------------------------

@@ -221,40 +221,20 @@ def assert_sent_once(archive: Archive, since: tuple[int, int], instances: set[st
 def killing_half_way(archive: Archive, method: str) -> Iterator[tuple[Callable[[int, int], None], list[int]]]:
     """A progress callback for the retrieve, and the list that says when the archive was killed.
 
-    C-GET, C-MOVE and WADO-URI send an instance only once the one before is answered (or
-    ``parallel`` requests ahead): half landed is half sent, and the callback kills the archive
-    there, in the thread landing instances. A WADO-RS series is one answer, which the archive
-    writes ahead of what is read by as much as the sockets buffer (tens of MB here: whole
-    series); there a thread kills it once its log says it has served half the study, and
-    every series has its job (a kill while a series is being listed is another test's).
+    Every method sends an instance only once the one before is answered (or a few requests
+    ahead: WADO-URI and WADO-RS ask instance by instance): half landed is half sent, and the
+    callback kills the archive there, in the thread landing instances, once every series has
+    its job (a kill while a series is being listed is another test's).
     """
     expected = len(archive.study.originals)
     killed_at: list[int] = []
 
     def progress(done: int, total: int) -> None:
-        if method != "wado-rs" and done >= expected // 2 and not killed_at:
+        if done >= expected // 2 and not killed_at and jobs_made() == SERIES:
             killed_at.append(done)
             archive.server.kill()
 
-    if method != "wado-rs":
-        yield progress, killed_at
-        return
-    sent, stop = archive.server.sent(archive.server.mark()), threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(0.002):
-            if sent.update() >= expected // 2 and jobs_made() == SERIES:
-                killed_at.append(len(sent.found))
-                archive.server.kill()
-                return
-
-    watcher = threading.Thread(target=watch, name="kill-half-way", daemon=True)
-    watcher.start()
-    try:
-        yield progress, killed_at
-    finally:
-        stop.set()
-        watcher.join(10)
+    yield progress, killed_at
 
 
 @pytest.mark.integration

@@ -227,41 +227,21 @@ def test_a_busy_move_port_is_a_config_error(orthanc: Any) -> None:
 
 # --- A study of several series, on servers of our own ----------------------------------------------
 
-def write_study(folder: Path, series: int, per_series: int) -> tuple[str, list[Path]]:
-    """A study of ``series`` series of ``per_series`` CT_small copies with fresh UIDs, as files."""
-    import peers
-
-    source = pydicom.dcmread(peers.PYDICOM_DATA / "test_files" / "CT_small.dcm")
-    del source.DataSetTrailingPadding  # Orthanc drops it: without it, what comes back is byte for byte the same
-    study = generate_uid()
-    files = []
-    for number in range(series):
-        series_uid = generate_uid()
-        for index in range(per_series):
-            ds = copy.deepcopy(source)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series_uid, generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.SeriesNumber, ds.InstanceNumber = number + 1, index + 1
-            files.append(folder / f"{number}-{index}.dcm")
-            ds.save_as(files[-1], enforce_file_format=True)
-    return study, files
-
-
 @contextlib.contextmanager
 def server_holding(name: str, folder: Path, series: int, per_series: int) -> Iterator[Any]:
     """A server of its own (not the session's: their study lists are counted) holding one study."""
     require_module("pynetdicom")
     import peers
 
-    study, files = write_study(folder, series, per_series)
+    study, files = peers.write_ct_study(folder, series, per_series)
     start = {"orthanc": peers.run_orthanc, "dcmqrscp": peers.run_dcmqrscp, "qrscp": peers.run_qrscp}
     if name in ("orthanc", "dcmqrscp"):
         from conftest import require_tool
 
         require_tool("Orthanc" if name == "orthanc" else "dcmqrscp")
     with start[name](folder / "server", load=False) as peer:
-        assert peers.c_store_files(peer.aet, peer.port, files) == {}
-        yield peer, study, {peers.sop_instance_uid(f): f for f in files}
+        assert peers.c_store_files(peer.aet, peer.port, list(files.values())) == {}
+        yield peer, study, files
 
 
 @pytest.fixture(scope="module", params=PEERS)

@@ -208,7 +208,8 @@ def retrieve(
     timeout : float
         Seconds allowed for connecting and between two messages from the archive.
     progress : callable, optional
-        Called as ``progress(done, total)`` as instances land (from worker threads).
+        Called as ``progress(done, total)`` over the whole retrieve as instances land (from
+        worker threads), also when its jobs are resumed later in this process.
         :meth:`downloads.subscribe <dicomnb.core.downloads.DownloadManager.subscribe>` gives
         per-series progress with bytes, rate and ETA.
     parallel : int, optional
@@ -291,14 +292,31 @@ def retrieve(
             return  # paused while the study was being listed: saved paused, for resume()
         downloads.start([job], batch)
 
+    listed = threading.Event()
+    if cancel is not None:
+        # a pause while the study is still being listed reaches the series already started
+        threading.Thread(target=_pause_when, args=(cancel, listed, jobs, lock), daemon=True,
+                         name="dicomnb-retrieve-pause").start()
     try:
         try:
             _list(target, study_uid, series_uids, calling, timeout, start_series)
         finally:
+            listed.set()
             downloads.wait(jobs, cancel=cancel)
     finally:
         downloads.series_parallel = saved_parallel
     return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel)
+
+
+def _pause_when(cancel: threading.Event, listed: threading.Event, jobs: list[SeriesJob],
+                lock: threading.Lock) -> None:
+    """Pause the started ``jobs`` once ``cancel`` is set, until the listing ends (``listed``)."""
+    while not listed.is_set():
+        if cancel.wait(0.05):
+            with lock:
+                started = [job for job in jobs if job._in_flight]
+            downloads.pause(started)
+            return
 
 
 def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: str, started: float,

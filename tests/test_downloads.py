@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,10 @@ def test_pause_then_resume_into_the_same_dest(study: Any, method: str, tmp_path:
     dicomnb.downloads.series_parallel = 1
     cancel = threading.Event()
 
+    calls: list[tuple[int, int]] = []
+
     def progress(done: int, total: int) -> None:
+        calls.append((done, total))
         if done >= 5:
             cancel.set()
 
@@ -153,6 +157,8 @@ def test_pause_then_resume_into_the_same_dest(study: Any, method: str, tmp_path:
     assert dicomnb.downloads.wait(resumed, timeout=60)
     assert all(s.state == "complete" for s in dicomnb.downloads())
     assert sum(job.result.retrieved for job in resumed if job.result) == 27 - paused.retrieved
+    # the retrieve's progress callback goes on reporting the resumed jobs, over the whole study
+    assert calls[-1] == (27, 27) and all(total == 27 for _, total in calls if _ > 5)
     stored = sorted(p for p in (isolated_cache / "store").rglob("*") if p.is_file())
     copied = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert len(stored) == len(copied) == 27 and all(p.suffix == ".dcm" for p in stored + copied)
@@ -293,3 +299,43 @@ def test_a_pause_from_elsewhere_is_not_a_failure(study: Any) -> None:
     dicomnb.downloads.resume()
     assert dicomnb.downloads.wait(timeout=60)
     assert {s.state for s in dicomnb.downloads()} == {"complete"}
+
+
+@pytest.mark.integration
+def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_started(
+        study: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WADO-RS starts each series as soon as it is listed; a pause must not wait for the listing to end."""
+    from dicomnb.sources import wado_rs
+
+    peer, uid, files = study
+    dicomnb.add_node("orthanc-web", dicomweb=peer.dicomweb_url, replace=True)
+    cancel = threading.Event()
+    list_study = wado_rs.list_study
+    first: list[str] = []
+
+    def slow_listing(node: Any, study_uid: str, series_uids: Any, each: Any, **options: Any) -> None:
+        def each_slowly(series_uid: str, row: Any, rows: Any) -> None:
+            if not first:
+                first.append(series_uid)  # the first series listed starts at once
+            else:
+                cancel.wait(10)           # the others are listed only a second after the pause
+                time.sleep(1)
+            each(series_uid, row, rows)
+
+        list_study(node, study_uid, series_uids, each_slowly, **options)
+
+    monkeypatch.setattr(wado_rs, "list_study", slow_listing)
+    dicomnb.downloads.instance_parallel = 1
+    try:
+        result = dicomnb.retrieve("orthanc-web", uid, cancel=cancel,
+                                  progress=lambda done, total: done >= 2 and cancel.set())
+    finally:
+        dicomnb.downloads.instance_parallel = 4
+    assert result.cancelled and len(result.jobs) == 3
+    states = {s.series_uid: s for s in dicomnb.downloads()}
+    # the started series stopped within the second the listing still took; the others wait, paused
+    assert 2 <= states[first[0]].done < 9 and {s.state for s in states.values()} == {"paused"}
+    dicomnb.downloads.resume()
+    assert dicomnb.downloads.wait(timeout=60)
+    assert {s.state for s in dicomnb.downloads()} == {"complete"}
+    assert all(sop in dicomnb.catalog for sop in files)

@@ -491,7 +491,10 @@ class DownloadManager:
                 before = (job.state, job.owner)
                 job.state, job.owner, job.error, job.exception = QUEUED, os.getpid(), "", None
                 job._cancel, job._in_flight = threading.Event(), True
-                job._batch = batch
+                if batch is not None:
+                    job._batch = batch
+                elif job._batch is not None:
+                    job._batch.failure = None  # resumed: its retrieve reports again, and tries again
             try:
                 self._save(job)  # before it runs: a job the disk does not know is never queued
             except DownloadError:
@@ -499,7 +502,7 @@ class DownloadManager:
                     (job.state, job.owner), job._in_flight = before, False
                 raise
             with self._changed:
-                if batch is not None:
+                if batch is not None and job not in batch.jobs:
                     batch.jobs.append(job)
                 self._queue.append(job)
                 queued.append(job)

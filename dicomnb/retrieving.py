@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dicomnb.core.downloads import COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
-from dicomnb.core.errors import ConfigError, CriteriaError, RetrieveIncomplete
+from dicomnb.core.errors import ConfigError, CriteriaError, DicomnbError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
-from dicomnb.core.retrieval import Landing, RetrieveResult, StudyContents
+from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
 from dicomnb.network import _target
 
 __all__ = ["NODE_METHODS", "RETRIEVE_METHODS", "Downloads", "check_method", "downloads", "fetch_series", "retrieve"]
@@ -56,10 +56,7 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
     The node is looked up by name when the job runs, so a resumed job uses the node as
     saved now (a changed port, a new secret).
     """
-    store = NodeStore.load()
-    target = job.runtime.get("node") or store.get(job.node)
-    calling = job.runtime.get("calling") or store.calling
-    timeout = job.runtime.get("timeout", timeout)
+    target, calling, timeout = _job_peer(job, timeout)
     method = check_method(target, job.method)
     if isinstance(target, DicomWebNode):
         from dicomnb.sources.wado_rs import retrieve_wado_rs
@@ -78,6 +75,24 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
                           timeout=timeout, parallel=1, cancel=cancel)
 
 
+def _job_peer(job: SeriesJob, timeout: float) -> tuple[AnyNode, CallingNode, float]:
+    """The node, calling node and timeout a job runs with (given objects, else as saved now)."""
+    store = NodeStore.load()
+    target = job.runtime.get("node") or store.get(job.node)
+    return target, job.runtime.get("calling") or store.calling, job.runtime.get("timeout", timeout)
+
+
+def list_series(job: SeriesJob, *, timeout: float = 30) -> tuple[list[Expected], dict[str, int], list[str]]:
+    """The instances of ``job``'s series, listed now (QIDO-RS, or C-FIND at IMAGE level).
+
+    For a job made before its series was listed (the study's listing was paused or cut
+    off): ``(instances, instance numbers, SOP classes)``.
+    """
+    target, calling, timeout = _job_peer(job, timeout)
+    contents = _list(target, job.study_uid, [job.series_uid], calling, timeout, lambda uid, listed: None)
+    return contents.instances, contents.numbers, contents.sop_classes
+
+
 class Downloads(DownloadManager):
     """The download jobs of this machine's store (``dicomnb.downloads``).
 
@@ -93,10 +108,13 @@ class Downloads(DownloadManager):
     def __init__(self) -> None:
         from dicomnb.api import catalog
 
-        super().__init__(self._fetch, catalog.add_items)
+        super().__init__(self._fetch, catalog.add_items, list_series=self._list_series)
 
     def _fetch(self, job: SeriesJob, landing: Landing, cancel: threading.Event) -> bool:
         return fetch_series(job, landing, cancel, instance_parallel=self.instance_parallel, timeout=self.timeout)
+
+    def _list_series(self, job: SeriesJob) -> tuple[list[Expected], dict[str, int], list[str]]:
+        return list_series(job, timeout=self.timeout)
 
     def __call__(self) -> list[JobStatus]:
         return [job.status() for job in self.jobs()]
@@ -136,8 +154,14 @@ downloads = Downloads()
 
 
 def _list(target: AnyNode, study_uid: str, series_uids: Sequence[str] | None, calling: CallingNode,
-          timeout: float, start_series: Callable[[str, StudyContents], object]) -> StudyContents:
-    """List the study; call ``start_series(series_uid, contents)`` as each series is listed."""
+          timeout: float, start_series: Callable[[str, StudyContents], object], *,
+          cancel: threading.Event | None = None,
+          unlisted: Callable[[str, dict[str, Any], BaseException | None], object] | None = None) -> StudyContents:
+    """List the study; call ``start_series(series_uid, contents)`` as each series is listed.
+
+    Over DICOMweb, once ``cancel`` is set or a listing failed, the series left are handed
+    to ``unlisted(series_uid, series_row, failure)`` instead (see ``list_study``).
+    """
     if isinstance(target, DicomWebNode):
         from dicomnb.sources.wado_rs import list_study
 
@@ -150,7 +174,7 @@ def _list(target: AnyNode, study_uid: str, series_uids: Sequence[str] | None, ca
                 contents.add_rows(rows, study_uid)
             start_series(series_uid, contents)
 
-        list_study(target, study_uid, series_uids, each, timeout=timeout)
+        list_study(target, study_uid, series_uids, each, timeout=timeout, cancel=cancel, unlisted=unlisted)
         return contents
     from dicomnb.sources.retrieve import list_instances
 
@@ -272,6 +296,16 @@ def retrieve(
     if parallel is not None:
         downloads.series_parallel = parallel
 
+    def keep(job: SeriesJob) -> None:
+        # a node or calling node given as an object stays with the job; a name is looked up
+        # when the job runs, so a node saved anew (a fixed port) serves its retry
+        job.runtime.update(timeout=timeout)
+        if not isinstance(node, str):
+            job.runtime["node"] = target
+        if given_calling is not None:
+            job.runtime["calling"] = given_calling
+        jobs.append(job)
+
     def start_series(series_uid: str, contents: StudyContents) -> None:
         with lock:
             instances = contents.by_series().get(series_uid, [])
@@ -280,32 +314,39 @@ def retrieve(
             job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
                                 instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
                                 dest=dest_path, description=contents.label(series_uid))
-            # a node or calling node given as an object stays with the job; a name is looked up
-            # when the job runs, so a node saved anew (a fixed port) serves its retry
-            job.runtime.update(timeout=timeout)
-            if not isinstance(node, str):
-                job.runtime["node"] = target
-            if given_calling is not None:
-                job.runtime["calling"] = given_calling
-            jobs.append(job)
+            keep(job)
         if cancel is not None and cancel.is_set():
             return  # paused while the study was being listed: saved paused, for resume()
         downloads.start([job], batch)
+
+    def left_unlisted(series_uid: str, row: dict[str, Any], failure: BaseException | None) -> None:
+        # the listing stopped before this series: its job lists it when resumed
+        with lock:
+            keep(downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
+                               instances=[], dest=dest_path, listed=False,
+                               description=StudyContents(series={series_uid: row}).label(series_uid),
+                               error=f"not listed: {failure}" if failure is not None else ""))
 
     listed = threading.Event()
     if cancel is not None:
         # a pause while the study is still being listed reaches the series already started
         threading.Thread(target=_pause_when, args=(cancel, listed, jobs, lock), daemon=True,
                          name="dicomnb-retrieve-pause").start()
+    listing_failure: DicomnbError | None = None
     try:
         try:
-            _list(target, study_uid, series_uids, calling, timeout, start_series)
+            _list(target, study_uid, series_uids, calling, timeout, start_series, cancel=cancel,
+                  unlisted=left_unlisted)
+        except DicomnbError as exc:
+            if not any(not job.listed for job in jobs):
+                raise  # no job keeps what was left: the archive's own error says what to fix
+            listing_failure = exc
         finally:
             listed.set()
             downloads.wait(jobs, cancel=cancel)
     finally:
         downloads.series_parallel = saved_parallel
-    return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel)
+    return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel, listing_failure)
 
 
 def _pause_when(cancel: threading.Event, listed: threading.Event, jobs: list[SeriesJob],
@@ -320,7 +361,8 @@ def _pause_when(cancel: threading.Event, listed: threading.Event, jobs: list[Ser
 
 
 def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: str, started: float,
-            raise_incomplete: bool, cancel: threading.Event | None) -> RetrieveResult:
+            raise_incomplete: bool, cancel: threading.Event | None,
+            listing_failure: BaseException | None = None) -> RetrieveResult:
     """The result over the jobs of a retrieve: their first network error, or RetrieveIncomplete."""
     jobs = list(jobs)
     # paused through ``cancel``, or from elsewhere (the panel, downloads.pause()): not a failure
@@ -338,6 +380,9 @@ def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: 
         else:
             missing += [e.sop_instance_uid for e in job.instances]
     failures = [job.exception for job in jobs if job.exception is not None]
+    if listing_failure is not None:
+        failures.insert(0, listing_failure)
+    unlisted = [job for job in jobs if not job.listed]
     result.errors += [str(failure) for failure in failures]
     result.missing = tuple(missing)
     result.jobs = [job.id for job in jobs]
@@ -346,12 +391,15 @@ def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: 
         return result
     if failures and not result.retrieved:
         raise failures[0]  # nothing came: the archive's own error says what to fix
-    if result.missing and (raise_incomplete or failures) and any(job.state != COMPLETE for job in jobs):
+    if (result.missing or unlisted) and (raise_incomplete or failures) and any(job.state != COMPLETE for job in jobs):
         shown = ", ".join(result.missing[:3]) + (" ..." if len(result.missing) > 3 else "")
         cause = failures[0] if failures else None
+        lost = (f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
+                f"({shown})") if result.missing else f"every instance listed by {target.name} arrived"
+        if unlisted:
+            lost += f", and {len(unlisted)} series could not be listed"
         raise RetrieveIncomplete(
-            f"{len(result.missing)} of {result.expected} instances listed by {target.name} did not arrive "
-            f"({shown}); {len(result.instances)} are in the catalog: retrieve again, or "
+            f"{lost}; {len(result.instances)} are in the catalog: retrieve again, or "
             "dicomnb.downloads.retry_missing(), to fetch the missing ones"
             + (f" ({cause or result.errors[0]})" if cause or result.errors else ""),
             missing=result.missing, result=result) from cause

@@ -358,8 +358,6 @@ def test_pause_then_resume_sends_nothing_twice(archive: Archive, method: str) ->
 # --- WADO-RS: a series still being listed when the archive dies, or when paused ------------------
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="a series whose QIDO-RS listing the archive's death cut off has no job "
-                   "yet, so resume() cannot finish it; retrieving the study again does")
 @pytest.mark.parametrize("server", ["orthanc"])
 def test_archive_killed_while_a_series_is_listed_then_resumed(archive: Archive) -> None:
     """The small series is listed, fetched and complete while Orthanc still lists the large one
@@ -378,7 +376,13 @@ def test_archive_killed_while_a_series_is_listed_then_resumed(archive: Archive) 
     with pytest.raises(RetrieveIncomplete) as info:
         dicomnb.retrieve(name, study.uid, progress=progress, timeout=10)
     assert killed_at and isinstance(info.value.__cause__, SourceError), repr(info.value.__cause__)
+    assert "1 series could not be listed" in str(info.value)
     assert len(landed(study)) == SMALL_SERIES
+    # the series whose listing was cut off has a job all the same, which lists it when resumed
+    statuses = sorted(dicomnb.downloads(), key=lambda s: s.listed)
+    assert [(s.state, s.listed, s.done) for s in statuses] == [("incomplete", False, 0),
+                                                                ("complete", True, SMALL_SERIES)]
+    assert statuses[0].text == "incomplete: not listed yet" and "not listed" in statuses[0].error
     archive.server.start()
     dicomnb.downloads.resume()
     assert dicomnb.downloads.wait(timeout=DEADLINE)

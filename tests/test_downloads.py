@@ -262,6 +262,10 @@ def test_series_job_round_trips_through_json() -> None:
                     description="MR 2: t1", state="incomplete", done=0, bytes=12, error="refused")
     again = SeriesJob.from_json(json.loads(json.dumps(job.to_json())))
     assert again.to_json() == job.to_json() and again.status().text == "incomplete: 1 missing"
+    unlisted = SeriesJob(id="def", node="n", method="wado-rs", study_uid="1", series_uid="1.2", instances=[],
+                         state="paused", listed=False)
+    again = SeriesJob.from_json(json.loads(json.dumps(unlisted.to_json())))
+    assert not again.listed and again.status().text == "paused: not listed yet"
 
 
 @pytest.mark.integration
@@ -325,6 +329,7 @@ def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_start
         list_study(node, study_uid, series_uids, each_slowly, **options)
 
     monkeypatch.setattr(wado_rs, "list_study", slow_listing)
+    monkeypatch.setattr(wado_rs, "LIST_PARALLEL", 1)  # one series after the other
     dicomnb.downloads.instance_parallel = 1
     try:
         result = dicomnb.retrieve("orthanc-web", uid, cancel=cancel,
@@ -333,8 +338,11 @@ def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_start
         dicomnb.downloads.instance_parallel = 4
     assert result.cancelled and len(result.jobs) == 3
     states = {s.series_uid: s for s in dicomnb.downloads()}
-    # the started series stopped within the second the listing still took; the others wait, paused
+    # the started series stopped within the second the listing still took; the others wait, paused:
+    # the one being listed then, and one never listed, which lists itself when resumed
     assert 2 <= states[first[0]].done < 9 and {s.state for s in states.values()} == {"paused"}
+    assert sorted(s.text for s in states.values() if s.series_uid != first[0]) == ["paused: 0/9",
+                                                                                  "paused: not listed yet"]
     dicomnb.downloads.resume()
     assert dicomnb.downloads.wait(timeout=60)
     assert {s.state for s in dicomnb.downloads()} == {"complete"}

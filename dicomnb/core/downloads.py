@@ -65,6 +65,8 @@ SAVE_INTERVAL = 1.0
 _LOCK_POLL = 0.05
 
 Fetch = Callable[["SeriesJob", Landing, threading.Event], bool]
+#: ``list_series(job) -> (instances, instance numbers, SOP classes)``: what a series holds.
+ListSeries = Callable[["SeriesJob"], "tuple[Sequence[Expected], dict[str, int], Sequence[str]]"]
 
 
 def preview_order(count: int) -> list[int]:
@@ -122,10 +124,13 @@ class JobStatus:
     error: str = ""
     dest: str | None = None
     first_path: str | None = None
+    listed: bool = True
 
     @property
     def text(self) -> str:
         """``"incomplete: 3 missing"``, ``"running: 40/120, 1.2 MB/s, 5 s left"``..."""
+        if not self.listed:
+            return f"{self.state}: not listed yet"
         if self.state == INCOMPLETE:
             return f"incomplete: {self.missing} missing"
         if self.state == RUNNING:
@@ -214,6 +219,9 @@ class SeriesJob:
     created: float = field(default_factory=time.time)
     owner: int = 0                                # the process running it (or queued in it)
     first_path: str | None = None
+    #: False while its instances are not known: the listing of the study was paused or cut
+    #: off before this series; the job lists the series itself when it runs.
+    listed: bool = True
     # -- this process only --
     #: What the process that started it knows and the disk does not: the node object, the
     #: calling node, the timeout (a resumed job finds the node and calling node as saved).
@@ -249,7 +257,7 @@ class SeriesJob:
                 eta = self.missing * seconds / self._run_done
         return JobStatus(self.id, self.state, self.node, self.method, self.study_uid, self.series_uid,
                          self.description, self.done, self.total, self.bytes, self.missing, rate, eta,
-                         self.error, self.dest, self.first_path)
+                         self.error, self.dest, self.first_path, self.listed)
 
     # -- on disk --------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -257,7 +265,7 @@ class SeriesJob:
                 "study_uid": self.study_uid, "series_uid": self.series_uid, "dest": self.dest,
                 "description": self.description, "state": self.state, "done": self.done, "bytes": self.bytes,
                 "error": self.error, "created": self.created, "owner": self.owner, "first_path": self.first_path,
-                "sop_classes": list(self.sop_classes),
+                "listed": self.listed, "sop_classes": list(self.sop_classes),
                 "instances": [[e.sop_instance_uid, e.sop_class_uid] for e in self.instances]}
 
     @classmethod
@@ -270,7 +278,7 @@ class SeriesJob:
                    state=str(data.get("state") or QUEUED), done=int(data.get("done") or 0),
                    bytes=int(data.get("bytes") or 0), error=str(data.get("error") or ""),
                    created=float(data.get("created") or 0), owner=int(data.get("owner") or 0),
-                   first_path=data.get("first_path"))
+                   first_path=data.get("first_path"), listed=bool(data.get("listed", True)))
 
 
 class Batch:
@@ -342,11 +350,15 @@ class DownloadManager:
     instance_parallel : int
         Instances fetched at once within a series, for the methods that fetch instance by
         instance (WADO-URI, WADO-RS; default 4).
+    list_series : callable, optional
+        Lists the instances of a job made before its series was listed (``listed`` False),
+        when it runs; it raises the typed errors of its source.
     """
 
     def __init__(self, fetch: Fetch, file_items: Callable[[list[Item]], object], *,
-                 series_parallel: int = 3, instance_parallel: int = 4) -> None:
+                 series_parallel: int = 3, instance_parallel: int = 4, list_series: ListSeries | None = None) -> None:
         self.fetch = fetch
+        self.list_series = list_series
         self.file_items = file_items
         self.series_parallel = series_parallel
         self.instance_parallel = instance_parallel
@@ -455,10 +467,13 @@ class DownloadManager:
     # -- creating jobs ------------------------------------------------------------------------------
     def add(self, *, node: str, method: str, study_uid: str, series_uid: str, instances: Sequence[Expected],
             numbers: dict[str, int] | None = None, sop_classes: Sequence[str] = (), dest: str | None = None,
-            description: str = "") -> SeriesJob:
+            description: str = "", listed: bool = True, error: str = "") -> SeriesJob:
         """The job of one series, made (or renewed with this listing) and saved, not started.
 
         A job of the same node, series and destination that is running is returned as it is.
+        With ``listed=False`` the series' instances are not known yet (the listing stopped
+        before it): the job lists them when it runs, and it is saved ``incomplete`` with
+        ``error`` when one is given (the listing failed), else ``paused``.
         """
         dest = os.path.abspath(dest) if dest else None
         job_id = SeriesJob.key(node, study_uid, series_uid, dest)
@@ -469,7 +484,8 @@ class DownloadManager:
                 return known
             job = SeriesJob(id=job_id, node=node, method=method, study_uid=study_uid, series_uid=series_uid,
                             instances=_sorted_for_preview(instances, numbers or {}), sop_classes=tuple(sop_classes),
-                            dest=dest, description=description or f"series {series_uid}", state=PAUSED)
+                            dest=dest, description=description or f"series {series_uid}",
+                            state=INCOMPLETE if error else PAUSED, error=error, listed=listed)
             if known is not None:
                 job.created = known.created
             self._live[key] = job
@@ -554,6 +570,8 @@ class DownloadManager:
                 job.state = PAUSED
                 return
             self._save(job)
+            if not job.listed and not self._list(job):
+                return
             self._clean_partial(job)
             landing = Landing(job.instances, self.file_items, source=_SOURCES.get(job.method, job.method),
                               origin=job.node, dest=job.dest, progress=lambda done, total: self._progress(job, landing))
@@ -586,6 +604,28 @@ class DownloadManager:
                 job.state, job.error = COMPLETE, ""
         finally:
             lock.release()
+
+    def _list(self, job: SeriesJob) -> bool:
+        """List the instances of a job made before its series was listed; False when it cannot run."""
+        if job._cancel.is_set():
+            job.state = PAUSED
+            return False
+        if self.list_series is None:
+            job.state, job.error = INCOMPLETE, "its series was never listed, and nothing here can list it"
+            return False
+        try:
+            instances, numbers, sop_classes = self.list_series(job)
+        except DicomnbError as exc:
+            job.state, job.exception, job.error = INCOMPLETE, exc, f"not listed: {exc}"
+            batch = job._batch
+            if batch is not None and batch.failure is None:
+                batch.failure = exc
+            return False
+        job.instances = _sorted_for_preview(instances, numbers)
+        job.sop_classes = tuple(dict.fromkeys([*job.sop_classes, *sop_classes]))
+        job.listed = True
+        self._save(job)
+        return True
 
     def _clean_partial(self, job: SeriesJob) -> None:
         """Remove what a killed process left half-written in the series' folders (none is in use: locked)."""

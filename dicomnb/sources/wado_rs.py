@@ -291,14 +291,18 @@ class _Requests:
 
 def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | None,
                each: Callable[[str, dict[str, Any], list[dict[str, Any]]], object], *,
-               timeout: float = 30) -> None:
+               timeout: float = 30, cancel: threading.Event | None = None,
+               unlisted: Callable[[str, dict[str, Any], BaseException | None], object] | None = None) -> None:
     """List a study series by series (QIDO-RS), handing over each series as soon as it is listed.
 
     The series are listed first (unless given), then the instances of each,
     :data:`LIST_PARALLEL` series at a time; ``each(series_uid, series_row, instance_rows)``
     is called (from a worker thread) as each series' listing arrives, so that its download
     can start while the next series are being listed. The instance rows carry
-    :data:`RETRIEVE_FIELDS`.
+    :data:`RETRIEVE_FIELDS`. Once ``cancel`` is set, or a listing has failed, no other
+    listing starts: ``unlisted(series_uid, series_row, failure)`` is called instead for each
+    series left (``failure`` the listing's error, or None when cancelled), and for a series
+    whose own listing failed.
 
     Raises
     ------
@@ -316,11 +320,25 @@ def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | 
         return
     failures: list[BaseException] = []
 
+    def left(series_uid: str, failure: BaseException | None) -> None:
+        if unlisted is not None:
+            try:
+                unlisted(series_uid, rows.get(series_uid, {}), failure)
+            except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
+                failures.append(exc)
+
     def list_one(series_uid: str) -> None:
-        if failures:
+        if failures or (cancel is not None and cancel.is_set()):
+            left(series_uid, failures[0] if failures else None)
             return
         try:
-            each(series_uid, rows.get(series_uid, {}), study.instances(series_uid))
+            instances = study.instances(series_uid)
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
+            failures.append(exc)
+            left(series_uid, exc)
+            return
+        try:
+            each(series_uid, rows.get(series_uid, {}), instances)
         except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
             failures.append(exc)
 

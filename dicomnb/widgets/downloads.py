@@ -37,6 +37,7 @@ from dicomnb.core.downloads import (
     human_size,
 )
 from dicomnb.core.errors import DicomnbError
+from dicomnb.widgets.common import button, show, shown
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -48,29 +49,12 @@ __all__ = ["RETRY_LABEL", "DownloadPanel", "SeriesRow", "shown", "summary_text"]
 #: The label of the buttons that fetch the missing instances of incomplete jobs.
 RETRY_LABEL = "Download the missing files again"
 
-_HIDDEN, _SHOWN = "none", ""
 #: States whose job a Pause stops, and states a Resume starts again.
 _PAUSABLE = (QUEUED, RUNNING)
 _RESUMABLE = (PAUSED, INTERRUPTED)
 #: States with instances missing after a run that ended (the retry button's).
 _RETRYABLE = (INCOMPLETE, INTERRUPTED)
 _BAR_STYLES = {COMPLETE: "success", INCOMPLETE: "danger", PAUSED: "warning", INTERRUPTED: "warning"}
-
-
-def _button(description: str, css: str, tooltip: str = "") -> widgets.Button:
-    button = widgets.Button(description=description, tooltip=tooltip or description,
-                            layout=widgets.Layout(width="auto"))
-    button.add_class(css)
-    return button
-
-
-def _show(widget: widgets.DOMWidget, visible: bool) -> None:
-    widget.layout.display = _SHOWN if visible else _HIDDEN
-
-
-def shown(widget: widgets.DOMWidget) -> bool:
-    """True unless ``widget`` is hidden (``layout.display`` ``"none"``)."""
-    return widget.layout.display != _HIDDEN
 
 
 def summary_text(progress: DownloadProgress) -> str:
@@ -133,9 +117,9 @@ class SeriesRow(widgets.HBox):
         self.bar.add_class("dicomnb-download-bar")
         self.state = widgets.Label(layout=widgets.Layout(min_width="16em"))
         self.state.add_class("dicomnb-download-state")
-        self.toggle = _button("Pause", "dicomnb-download-pause")
-        self.cancel = _button("Cancel", "dicomnb-download-cancel")
-        self.retry = _button(RETRY_LABEL, "dicomnb-download-retry", "Fetch only the instances that did not arrive")
+        self.toggle = button("Pause", "dicomnb-download-pause")
+        self.cancel = button("Cancel", "dicomnb-download-cancel")
+        self.retry = button(RETRY_LABEL, "dicomnb-download-retry", "Fetch only the instances that did not arrive")
         self.error = widgets.Label()
         self.error.add_class("dicomnb-download-error")
         self.children = (self.label, self.bar, self.state, self.toggle, self.cancel, self.retry, self.error)
@@ -155,14 +139,14 @@ class SeriesRow(widgets.HBox):
         self.toggle.description = "Resume" if status.state in _RESUMABLE else "Pause"
         self.toggle.tooltip = ("Start again: only what is missing is fetched" if status.state in _RESUMABLE
                                else "Stop after the instances under way; what arrived stays")
-        _show(self.toggle, status.state in _PAUSABLE + _RESUMABLE)
+        show(self.toggle, status.state in _PAUSABLE + _RESUMABLE)
         finished = status.state == COMPLETE
         self.cancel.description = "Remove" if finished else "Cancel"
         self.cancel.tooltip = ("Forget this download; its files stay" if finished
                                else "Stop and forget this download; what arrived stays in the catalog")
-        _show(self.retry, status.state in _RETRYABLE)
+        show(self.retry, status.state in _RETRYABLE)
         self.error.value = status.error
-        _show(self.error, bool(status.error))
+        show(self.error, bool(status.error))
 
 
 class DownloadPanel(widgets.VBox):
@@ -208,15 +192,15 @@ class DownloadPanel(widgets.VBox):
         self.overall.add_class("dicomnb-downloads-bar")
         self.summary = widgets.Label()
         self.summary.add_class("dicomnb-downloads-summary")
-        self.pause_all = _button("Pause all", "dicomnb-downloads-pause-all")
-        self.resume_all = _button("Resume all", "dicomnb-downloads-resume-all")
-        self.retry_all = _button(RETRY_LABEL, "dicomnb-downloads-retry-all",
+        self.pause_all = button("Pause all", "dicomnb-downloads-pause-all")
+        self.resume_all = button("Resume all", "dicomnb-downloads-resume-all")
+        self.retry_all = button(RETRY_LABEL, "dicomnb-downloads-retry-all",
                                  "Fetch only the instances that did not arrive, for every incomplete download")
-        self.clear_finished = _button("Clear finished", "dicomnb-downloads-clear",
+        self.clear_finished = button("Clear finished", "dicomnb-downloads-clear",
                                       "Forget the complete downloads (their files stay)")
         self.alert = widgets.Label()
         self.alert.add_class("dicomnb-downloads-alert")
-        _show(self.alert, False)
+        show(self.alert, False)
         header = widgets.HBox([self.overall, self.summary, self.pause_all, self.resume_all, self.retry_all,
                                self.clear_finished],
                               layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
@@ -263,7 +247,7 @@ class DownloadPanel(widgets.VBox):
             self.overall.bar_style = _bar_style(status.state for status in progress.jobs)
             self.summary.value = summary_text(progress)
             present = {status.state for status in progress.jobs}
-            _show(self.retry_all, bool(present.intersection(_RETRYABLE)))
+            show(self.retry_all, bool(present.intersection(_RETRYABLE)))
             self.pause_all.disabled = not present.intersection(_PAUSABLE)
             self.resume_all.disabled = not present.intersection(_RESUMABLE + (INCOMPLETE,))
             self.clear_finished.disabled = COMPLETE not in present
@@ -280,7 +264,7 @@ class DownloadPanel(widgets.VBox):
             if self._closed:
                 return
             self.alert.value = message
-            _show(self.alert, bool(message))
+            show(self.alert, bool(message))
 
     # -- acting -----------------------------------------------------------------------------------
     def _toggle(self, job_id: str) -> None:

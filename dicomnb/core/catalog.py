@@ -113,7 +113,7 @@ class Catalog:
                     continue
                 elif isinstance(item, ErrorRecord):
                     self._errors[(item.path, item.member, item.error)] = item
-                    report.errors.append(item)
+                    report.add_error(item)
                 elif isinstance(item, ImageRecord):
                     self._images[(item.path, item.member)] = item
                     report.images.append(item)

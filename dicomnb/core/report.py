@@ -50,6 +50,15 @@ class ImportReport:
     errors: list[ErrorRecord] = field(default_factory=list)
     seconds: float = 0.0
     tree: Any = None
+    #: (path, member) of the errors listed: a file reached twice (two paths given) is listed once.
+    _failed: set[tuple[str, str | None]] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def add_error(self, error: ErrorRecord) -> None:
+        """List ``error`` unless its file is listed already."""
+        key = (error.path, error.member)
+        if key not in self._failed:
+            self._failed.add(key)
+            self.errors.append(error)
 
     def merge(self, other: ImportReport) -> ImportReport:
         """Add ``other`` into this report (for imports of several sources); return self."""
@@ -63,7 +72,8 @@ class ImportReport:
         self.images += other.images
         self.attachments += other.attachments
         self.missing += other.missing
-        self.errors += other.errors
+        for error in other.errors:
+            self.add_error(error)
         self.seconds += other.seconds
         if other.tree is not None:
             if self.tree is None:

@@ -63,6 +63,7 @@ __all__ = [
     "debug_logger",
     "demo",
     "detect_cdrom",
+    "dialog",
     "downloads",
     "echo",
     "errors",
@@ -109,3 +110,16 @@ def debug_logger() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
     logger.addHandler(handler)
+
+
+def dialog(*, display: bool = True) -> typing.Any:
+    """Open the import dialog (ipywidgets) in the notebook, and return it.
+
+    Tabs ``Local``, ``ZIP``, ``DICOMDIR``, ``Drop`` and ``Query/Retrieve``; under them the
+    alert, the download panel and the explorer of the catalog. Every action is also a plain
+    call (``d.local.import_()``, ``d.query.search()``...). See
+    :class:`dicomnb.widgets.dialog.ImportDialog`. Needs ``pip install 'dicomnb[notebook]'``.
+    """
+    from dicomnb.widgets.dialog import dialog as open_dialog
+
+    return open_dialog(display=display)

@@ -86,7 +86,10 @@ def describe_report(report: ImportReport) -> tuple[str, str, list[str]]:
         parts.append(plural(len(report.images), "image"))
     if report.attachments:
         parts.append(plural(len(report.attachments), "attachment"))
-    level = "warning" if report.errors or report.missing else "success"
+    if not counts["instances"]:
+        parts[0] = "No DICOM instance was found" + (f" ({plural(report.skipped, 'other file')} skipped)"
+                                                    if report.skipped else "")
+    level = "warning" if report.errors or report.missing or not counts["instances"] else "success"
     return "; ".join(parts) + ".", level, details
 
 

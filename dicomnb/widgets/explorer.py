@@ -1,0 +1,200 @@
+"""After an import: the catalog as patient → study → series, with counts and a thumbnail per series.
+
+Each series row has an **Open** button that renders it in the viewer below the explorer
+(:func:`dicomnb.render.series_figure`); "Open after import" does the same for the first
+series an import brought. The catalog's DataFrames (patients, studies, series, instances,
+and the errors, missing files, images and attachments) are one toggle away, shown a page at
+a time. Thumbnails are made off the main thread once the rows are shown.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dicomnb.core.deps import import_optional_dependency
+from dicomnb.widgets.common import button, plural, show
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+else:
+    widgets = import_optional_dependency("ipywidgets", "notebook")
+
+__all__ = ["EXPLORER_SERIES", "Explorer"]
+
+#: Series the explorer shows rows for (the rest are counted, and in the DataFrames).
+EXPLORER_SERIES = 60
+#: Rows of a DataFrame shown at once.
+FRAME_ROWS = 50
+_VIEWS = ("Explorer", "Patients", "Studies", "Series", "Instances", "Errors", "Missing", "Attachments")
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or value != value else str(value)  # NaN is not equal to itself
+
+
+class Explorer(widgets.VBox):
+    """The catalog, browsable: a tree with thumbnails, or one of its DataFrames.
+
+    ``catalog`` is :data:`dicomnb.catalog` (or a Catalog). :meth:`refresh` rebuilds the view;
+    :meth:`open_series` renders one series in :attr:`viewer`. CSS classes
+    ``dicomnb-explorer``, ``dicomnb-explorer-view``, ``dicomnb-explorer-patient``,
+    ``dicomnb-explorer-study``, ``dicomnb-explorer-series``, ``dicomnb-thumbnail``,
+    ``dicomnb-explorer-open``, ``dicomnb-explorer-frame``, ``dicomnb-viewer``.
+    """
+
+    def __init__(self, catalog: Any, *, thumbnail: Callable[[str], bytes | None] | None = None) -> None:
+        from dicomnb.render import thumbnail_png
+
+        self.catalog = catalog
+        self._thumbnail = thumbnail or thumbnail_png
+        self.view = widgets.ToggleButtons(options=_VIEWS, value="Explorer", style={"button_width": "auto"})
+        self.view.add_class("dicomnb-explorer-view")
+        self.tree = widgets.VBox()
+        self.table = widgets.HTML()
+        self.table.add_class("dicomnb-explorer-frame")
+        self.page = widgets.BoundedIntText(value=1, min=1, max=1, description="Page", layout=widgets.Layout(width="10em"))
+        self.page.add_class("dicomnb-explorer-page")
+        self.frame_box = widgets.VBox([self.page, self.table])
+        self.viewer = widgets.Output()
+        self.viewer.add_class("dicomnb-viewer")
+        self.thumbnails: dict[str, widgets.Image] = {}
+        self._generation = 0
+        self._thumbs_done = threading.Event()
+        self._thumbs_done.set()
+        self.view.observe(lambda change: self.refresh(), names="value")
+        self.page.observe(lambda change: self._show_frame(), names="value")
+        super().__init__([self.view, self.tree, self.frame_box, self.viewer])
+        self.add_class("dicomnb-explorer")
+        self.refresh()
+
+    # -- the tree ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Show the catalog as it is now (the tree, or the DataFrame chosen)."""
+        tree_view = self.view.value == "Explorer"
+        show(self.tree, tree_view)
+        show(self.frame_box, not tree_view)
+        if tree_view:
+            self._build_tree()
+        else:
+            self.page.value = 1
+            self._show_frame()
+
+    def _build_tree(self) -> None:
+        series = self.catalog.series
+        self._generation += 1
+        if series.empty:
+            self.tree.children = (widgets.HTML("<i>Nothing imported yet.</i>"),)
+            self.thumbnails = {}
+            return
+        patients = self.catalog.patients.set_index("PatientID", drop=False)
+        studies = self.catalog.studies.set_index("StudyInstanceUID", drop=False)
+        shown_series = series.head(EXPLORER_SERIES)
+        thumbnails: dict[str, widgets.Image] = {}
+        blocks: list[widgets.Widget] = []
+        for patient_id, of_patient in shown_series.groupby("PatientID", sort=False, dropna=False):
+            patient = patients.loc[patient_id] if patient_id in patients.index else None
+            name = _text(patient["PatientName"]) if patient is not None else ""
+            counts = ""
+            if patient is not None:
+                counts = (f"{plural(int(patient['NumberOfPatientRelatedStudies']), 'study', 'studies')}, "
+                          f"{plural(int(patient['NumberOfPatientRelatedSeries']), 'series', 'series')}, "
+                          f"{plural(int(patient['NumberOfPatientRelatedInstances']), 'instance')}")
+            head = widgets.HTML(f"<b>{html.escape(name or '(no name)')}</b> · ID {html.escape(_text(patient_id))}"
+                                f" · {counts}")
+            head.add_class("dicomnb-explorer-patient")
+            rows: list[widgets.Widget] = [head]
+            for study_uid, of_study in of_patient.groupby("StudyInstanceUID", sort=False, dropna=False):
+                study = studies.loc[study_uid] if study_uid in studies.index else None
+                label = " · ".join(part for part in (
+                    _text(study["StudyDate"]) if study is not None else "",
+                    _text(study["StudyDescription"]) if study is not None else "",
+                    _text(study["ModalitiesInStudy"]) if study is not None else "") if part)
+                count = int(study["NumberOfStudyRelatedSeries"]) if study is not None else len(of_study)
+                study_head = widgets.HTML(f"&nbsp;&nbsp;Study {html.escape(label or _text(study_uid))} · "
+                                          f"{plural(count, 'series', 'series')}")
+                study_head.add_class("dicomnb-explorer-study")
+                rows.append(study_head)
+                for item in of_study.itertuples():
+                    rows.append(self._series_row(item, thumbnails))
+            block = widgets.VBox(rows)
+            blocks.append(block)
+        if len(series) > EXPLORER_SERIES:
+            blocks.append(widgets.HTML(f"<i>… and {len(series) - EXPLORER_SERIES} more series: "
+                                       "see the Series view, or dicomnb.catalog.series.</i>"))
+        self.thumbnails = thumbnails
+        self.tree.children = tuple(blocks)
+        self._make_thumbnails(self._generation, dict(thumbnails))
+
+    def _series_row(self, item: Any, thumbnails: dict[str, widgets.Image]) -> widgets.Widget:
+        uid = str(item.SeriesInstanceUID)
+        image = widgets.Image(format="png", width=48, height=48, layout=widgets.Layout(width="48px", height="48px"))
+        image.add_class("dicomnb-thumbnail")
+        thumbnails[uid] = image
+        number = "" if item.SeriesNumber is None or item.SeriesNumber != item.SeriesNumber else f" {item.SeriesNumber}"
+        label = widgets.HTML(f"{html.escape(_text(item.Modality))}{number} {html.escape(_text(item.SeriesDescription))}"
+                             f" · {plural(int(item.NumberOfSeriesRelatedInstances), 'instance')}")
+        opener = button("Open", "dicomnb-explorer-open", "Show this series below")
+        opener.on_click(lambda _, uid=uid: self.open_series(uid))
+        row = widgets.HBox([image, label, opener], layout=widgets.Layout(margin="0 0 0 2em", align_items="center"))
+        row.add_class("dicomnb-explorer-series")
+        return row
+
+    def _make_thumbnails(self, generation: int, images: dict[str, widgets.Image]) -> None:
+        self._thumbs_done.clear()
+
+        def work() -> None:
+            try:
+                for uid, image in images.items():
+                    if generation != self._generation:
+                        return
+                    png = self._thumbnail(uid)
+                    if png:
+                        image.value = png
+            finally:
+                if generation == self._generation:
+                    self._thumbs_done.set()
+
+        threading.Thread(target=work, name="dicomnb-thumbnails", daemon=True).start()
+
+    def wait_thumbnails(self, timeout: float | None = None) -> bool:
+        """Wait until the shown series have their thumbnails (False on timeout)."""
+        return self._thumbs_done.wait(timeout)
+
+    # -- the DataFrames ---------------------------------------------------------------------------
+    def frame(self, view: str | None = None) -> Any:
+        """The catalog's DataFrame of a view ("Patients", "Studies", ...; default the one shown)."""
+        return getattr(self.catalog, (view or self.view.value).lower())
+
+    def _show_frame(self) -> None:
+        if self.view.value == "Explorer":
+            return
+        frame = self.frame()
+        pages = max(1, -(-len(frame) // FRAME_ROWS))
+        self.page.max = pages
+        page = min(self.page.value, pages)
+        start = (page - 1) * FRAME_ROWS
+        shown_rows = frame.iloc[start:start + FRAME_ROWS]
+        self.table.value = (f"<div>{len(frame)} rows; page {page} of {pages}</div>"
+                            f"<div style='max-height:24em;overflow:auto'>{shown_rows.to_html(index=False)}</div>")
+
+    # -- the viewer -------------------------------------------------------------------------------
+    def open_series(self, series_uid: str) -> None:
+        """Render one series in the viewer (replacing what it showed)."""
+        from dicomnb.render import series_figure
+
+        self.viewer.clear_output()
+        try:
+            figure = series_figure(series_uid)
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, say it in the viewer
+            self.viewer.append_stdout(f"Series {series_uid} cannot be shown: {type(exc).__name__}: {exc}\n")
+            return
+        import io
+
+        from IPython.display import Image
+
+        png = io.BytesIO()
+        figure.savefig(png, format="png", dpi=100)
+        self.viewer.append_display_data(Image(data=png.getvalue(), format="png"))

@@ -1,0 +1,275 @@
+"""The import dialog without a browser: the Local, ZIP and DICOMDIR tabs, the alert, the explorer.
+
+Buttons are clicked and values set from Python, as a user's clicks would; each tab's work
+runs off the main thread and is waited for with ``tab.wait()``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import pyzipper
+
+import dicomnb
+from dicomnb.widgets.common import Alert, Worker, shown
+from dicomnb.widgets.dialog import TAB_TITLES, ImportDialog
+from dicomnb.widgets.explorer import EXPLORER_SERIES, Explorer
+from dicomnb.widgets.files import DicomdirTab, LocalTab, PathField, ZipTab
+
+WAIT = 60
+
+
+@pytest.fixture
+def dialog() -> ImportDialog:
+    made = dicomnb.dialog(display=False)
+    yield made
+    made.wait(WAIT)
+    made.close()
+
+
+def test_the_dialog_has_the_five_tabs_and_the_panels_under_them(dialog: ImportDialog) -> None:
+    assert tuple(dialog.tabs.titles) == TAB_TITLES == ("Local", "ZIP", "DICOMDIR", "Drop", "Query/Retrieve")
+    assert [type(tab).title for tab in dialog.tabs.children] == list(TAB_TITLES)
+    assert dialog.children == (dialog.tabs, dialog.alert, dialog.downloads, dialog.explorer)
+    assert "dicomnb-dialog" in dialog._dom_classes and not shown(dialog.alert)
+    assert dialog.select("ZIP") is dialog.zip and dialog.tabs.selected_index == 1
+
+
+def test_local_import_shows_the_catalog_and_opens_the_first_series(dialog: ImportDialog, sample_tree: Path) -> None:
+    tab = dialog.local
+    tab.path.value = str(sample_tree)
+    tab.open_after.value = True
+    tab.import_button.click()
+    assert tab.wait(WAIT)
+    assert len(dicomnb.catalog.instances) == 4
+    assert shown(dialog.alert) and dialog.alert.level == "success"
+    assert dialog.alert.message.startswith("Imported 4 instances in 4 series of ")
+    # the explorer: a row per series, with a thumbnail once made
+    rows = [w for block in dialog.explorer.tree.children for w in getattr(block, "children", ())
+            if "dicomnb-explorer-series" in w._dom_classes]
+    assert len(rows) == 4
+    assert dialog.explorer.wait_thumbnails(WAIT)
+    thumbs = dialog.explorer.thumbnails
+    ct = dicomnb.catalog.series.set_index("Modality").loc["CT", "SeriesInstanceUID"]
+    assert bytes(thumbs[ct].value).startswith(b"\x89PNG")
+    # "Open after import": the first series is drawn in the viewer
+    assert [o["output_type"] for o in dialog.explorer.viewer.outputs] == ["display_data"]
+    assert "image/png" in dialog.explorer.viewer.outputs[0]["data"]
+
+
+def test_not_recursive_reads_the_top_folder_only(dialog: ImportDialog, sample_tree: Path) -> None:
+    dialog.local.path.value = str(sample_tree)
+    dialog.local.recursive.value = False
+    dialog.local.import_()
+    assert dialog.local.wait(WAIT)
+    assert list(dicomnb.catalog.instances["path"]) == [str(sample_tree / "CT_small.dcm")]
+
+
+def test_unreadable_files_give_a_warning_with_details(dialog: ImportDialog, sample_tree: Path,
+                                                      test_files: Path) -> None:
+    broken = sample_tree / "broken"
+    broken.mkdir()
+    for index in range(3):
+        data = (test_files / "CT_small.dcm").read_bytes()
+        (broken / f"cut{index}.dcm").write_bytes(data[:len(data) // 3])
+    dialog.local.path.value = f"{sample_tree}\n{broken}"
+    dialog.local.import_button.click()
+    assert dialog.local.wait(WAIT)
+    alert = dialog.alert
+    assert alert.level == "warning" and "3 DICOM files cannot be read" in alert.message
+    assert len(alert.details) == 3 and all("cut" in line for line in alert.details)
+    assert shown(alert._toggle) and not shown(alert._details)
+    alert._toggle.value = True
+    assert shown(alert._details) and "cut0.dcm" in alert._details.value
+
+
+def test_nothing_to_import_and_a_missing_path_are_said(dialog: ImportDialog, tmp_path: Path) -> None:
+    dialog.local.import_button.click()
+    assert dialog.alert.level == "warning" and "Give a file or a folder" in dialog.alert.message
+    dialog.local.path.value = str(tmp_path / "nowhere")
+    dialog.local.import_button.click()
+    assert dialog.local.wait(WAIT)
+    assert dialog.alert.level == "error" and "no such file or folder" in dialog.alert.message
+
+
+def test_the_path_browser_walks_folders_and_picks(sample_tree: Path) -> None:
+    field = PathField("local", "paths", multiple=True)
+    field.value = str(sample_tree / "CT_small.dcm")
+    field.browse.value = True
+    assert shown(field.browser) and field.folder == sample_tree
+    labels = [label for label, _ in field.entries.options]
+    assert labels[0] == "sub/" and "CT_small.dcm" in labels and "notes.txt" in labels
+    field.entries.value = str(sample_tree / "sub")          # a folder: go into it
+    assert field.folder == sample_tree / "sub"
+    field.use_folder.click()                                  # take it, on a new line
+    assert field.paths() == [str(sample_tree / "CT_small.dcm"), str(sample_tree / "sub")]
+    field.up.click()
+    assert field.folder == sample_tree
+    only_zips = PathField("zip", "a zip", suffixes=(".zip",))
+    only_zips.show_folder(sample_tree)
+    assert [label for label, _ in only_zips.entries.options] == ["sub/"]
+
+
+@pytest.fixture
+def encrypted_zip(sample_tree: Path, tmp_path: Path) -> Path:
+    archive = tmp_path / "secret.zip"
+    with pyzipper.AESZipFile(archive, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(b"open sesame")
+        for name in ["CT_small.dcm", "sub/MRSMALL"]:
+            zf.write(sample_tree / name, name)
+    return archive
+
+
+def test_an_encrypted_zip_asks_for_its_password_in_place(dialog: ImportDialog, encrypted_zip: Path) -> None:
+    tab = dialog.zip
+    assert not shown(tab.prompt)
+    tab.path.value = str(encrypted_zip)
+    tab.import_button.click()
+    assert tab.wait(WAIT)
+    assert shown(tab.prompt) and "secret.zip is encrypted" in tab.reason.value
+    assert len(dicomnb.catalog.instances) == 0
+    tab.password.value = "wrong"
+    tab.unlock.click()
+    assert tab.wait(WAIT)
+    assert shown(tab.prompt) and "does not open secret.zip" in tab.reason.value and tab.password.value == ""
+    tab.password.value = "open sesame"
+    tab.unlock.click()
+    assert tab.wait(WAIT)
+    assert not shown(tab.prompt) and tab.password.value == ""
+    assert len(dicomnb.catalog.instances) == 2 and dialog.alert.level == "success"
+
+
+def test_an_uploaded_zip_is_kept_in_the_cache_and_imported(dialog: ImportDialog, sample_tree: Path,
+                                                           tmp_path: Path, isolated_cache: Path) -> None:
+    archive = tmp_path / "plain.zip"
+    with pyzipper.ZipFile(archive, "w") as zf:
+        zf.write(sample_tree / "CT_small.dcm", "CT_small.dcm")
+    tab = dialog.zip
+    tab.upload.value = ({"name": "plain.zip", "type": "application/zip", "size": archive.stat().st_size,
+                         "content": memoryview(archive.read_bytes()),
+                         "last_modified": datetime.now(timezone.utc)},)
+    kept = Path(tab.path.value)
+    assert kept.is_file() and kept.read_bytes() == archive.read_bytes() and isolated_cache in kept.parents
+    assert tab.upload.value == ()
+    tab.import_button.click()
+    assert tab.wait(WAIT)
+    assert len(dicomnb.catalog.instances) == 1
+
+
+def test_dicomdir_media_show_their_tree_with_missing_files(dialog: ImportDialog, test_files: Path,
+                                                            tmp_path: Path) -> None:
+    media = tmp_path / "cd"
+    shutil.copytree(test_files / "dicomdirtests", media)
+    gone = sorted((media / "77654033").rglob("*"))[-1]
+    assert gone.is_file()
+    gone.unlink()
+    tab = dialog.dicomdir
+    found = tab.detect_media([str(tmp_path)])
+    assert found == [media] and tab.path.value == str(media)
+    tab.copy.value = True
+    tab.import_button.click()
+    assert tab.wait(WAIT)
+    assert "1 file named by the DICOMDIR is missing" in dialog.alert.message and dialog.alert.level == "warning"
+    assert tab.tree.value.count("dicomnb-dicomdir-missing") == 2  # the series' count and the file
+    assert gone.name in tab.tree.value and "Patient" in tab.tree.value
+    assert len(dicomnb.catalog.instances) == 30
+    assert not tab.detect_media([str(tmp_path / "empty")]) and "No CD/DVD" in dialog.alert.message
+
+
+def test_the_explorer_shows_the_catalogs_dataframes_a_page_at_a_time(sample_tree: Path) -> None:
+    dicomnb.import_local(sample_tree)
+    explorer = Explorer(dicomnb.catalog)
+    explorer.view.value = "Series"
+    assert not shown(explorer.tree) and shown(explorer.frame_box)
+    assert "4 rows; page 1 of 1" in explorer.table.value and "SeriesInstanceUID" in explorer.table.value
+    assert explorer.frame().equals(dicomnb.catalog.series)
+    explorer.view.value = "Explorer"
+    assert shown(explorer.tree)
+
+
+def test_the_explorer_lists_a_bounded_number_of_series(test_files: Path, tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    ds = pydicom.dcmread(test_files / "CT_small.dcm")
+    for index in range(EXPLORER_SERIES + 5):
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+        ds.save_as(folder / f"{index}.dcm")
+    dicomnb.import_local(folder)
+    made: list[str] = []
+    explorer = Explorer(dicomnb.catalog, thumbnail=lambda uid: made.append(uid) or None)
+    assert explorer.wait_thumbnails(WAIT)
+    assert len(explorer.thumbnails) == len(made) == EXPLORER_SERIES
+    assert "… and 5 more series" in explorer.tree.children[-1].value
+
+
+def test_a_new_piece_of_work_cancels_the_running_one() -> None:
+    alert = Alert()
+    worker = Worker(alert)
+    started, results = threading.Event(), []
+
+    def slow(cancel: threading.Event) -> str:
+        started.set()
+        cancel.wait(10)
+        return "slow"
+
+    first = worker.run("slow", slow, results.append)
+    assert started.wait(5)
+    worker.run("fast", lambda cancel: "fast", results.append)
+    assert worker.wait(5) and first.finished.wait(5)
+    assert first.cancel.is_set() and results == ["fast"]  # the replaced work's result is dropped
+
+    def failing(cancel: threading.Event) -> None:
+        raise dicomnb.errors.ConnectionFailed("Connection to ORTHANC failed: refused")
+
+    worker.run("query", failing)
+    assert worker.wait(5)
+    assert shown(alert) and alert.level == "error" and alert.message == "Connection to ORTHANC failed: refused"
+
+
+def test_an_alert_action_runs_once_and_the_alert_goes() -> None:
+    alert = Alert()
+    called: list[int] = []
+    alert.show("2 instances did not arrive", "warning", action=("Download the missing files again",
+                                                                 lambda: called.append(1)))
+    assert shown(alert.action) and alert.action.description == "Download the missing files again"
+    alert.action.click()
+    assert called == [1] and not shown(alert)
+
+
+def test_work_runs_off_the_main_thread(dialog: ImportDialog, sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    real_get = dicomnb.api.get
+
+    def spy(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(dicomnb.api, "get", spy)
+    dialog.local.path.value = str(sample_tree)
+    started = time.monotonic()
+    dialog.local.import_button.click()
+    assert time.monotonic() - started < 0.2 and shown(dialog.local.busy)  # the click returns at once
+    assert dialog.local.wait(WAIT) and not shown(dialog.local.busy)
+    assert threads == ["dicomnb-Import"]
+
+
+def test_tabs_work_without_a_dialog(sample_tree: Path) -> None:
+    alert = Alert()
+    for tab in (LocalTab(alert=alert), ZipTab(alert=alert), DicomdirTab(alert=alert)):
+        assert f"dicomnb-{type(tab).title.lower()}" in tab._dom_classes
+    local = LocalTab(alert=alert)
+    local.path.value = str(sample_tree)
+    local.import_()
+    assert local.wait(WAIT) and alert.message.startswith("Imported 4 instances")

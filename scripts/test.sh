@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Peers and tools the tests run for real.
-APT_PACKAGES=(dcmtk zip orthanc orthanc-dicomweb)
+# Peers and tools the tests run for real (chromium: the browser tests drive Debian's, never a
+# browser that Playwright downloads).
+APT_PACKAGES=(dcmtk zip orthanc orthanc-dicomweb chromium)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()

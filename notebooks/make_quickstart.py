@@ -20,6 +20,21 @@ cells = [
         "report"
     ),
     new_markdown_cell(
+        "## The import dialog\n\n"
+        "`dicomnb.dialog()` is a DICOM viewer's import dialog in the notebook: tabs **Local**, **ZIP**, "
+        "**DICOMDIR**, **Drop** (drag files or whole folders from the desktop) and **Query/Retrieve** "
+        "(the demo archive below, or your PACS), then the download panel and an explorer of the catalog "
+        "with a thumbnail per series. Every button is also a plain call:"
+    ),
+    new_code_cell("d = dicomnb.dialog()"),
+    new_code_cell(
+        'd.local.path.value = str(samples / "dicomdirtests")\n'
+        "d.local.open_after.value = True  # draw the first imported series in the explorer's viewer\n"
+        "d.local.import_()\n"
+        "d.local.wait()\n"
+        "print(d.alert.message)"
+    ),
+    new_markdown_cell(
         "The catalog accumulates everything imported in this kernel. The same instance imported twice "
         "is one row. Four views: patients, studies, series, instances."
     ),

@@ -22,6 +22,8 @@ def test_notebook_runs(name: str, tmp_path: Path) -> None:
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "PasswordRequired" in text
+    assert "Imported 31 instances" in text  # the dialog's Local tab, driven from a cell
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # the dialog
     assert "김희중" in text or "Люкceмбypг" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the slice rendered inline
     assert "7 instances retrieved from demo (c-get)" in text  # the demo archive section

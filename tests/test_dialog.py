@@ -273,3 +273,20 @@ def test_tabs_work_without_a_dialog(sample_tree: Path) -> None:
     local.path.value = str(sample_tree)
     local.import_()
     assert local.wait(WAIT) and alert.message.startswith("Imported 4 instances")
+
+
+def test_a_dialog_opened_in_a_cell_shows_once(tmp_path: Path) -> None:
+    """``dicomnb.dialog()`` displays the dialog and returns it: the cell's result must not show it twice."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[new_code_cell("import dicomnb\ndicomnb.dialog()"), new_code_cell("d = dicomnb.dialog()"),
+                                   new_code_cell("d")])
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    views = [[o.output_type for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+             for cell in notebook.cells]
+    assert views == [["display_data"], ["display_data"], ["execute_result"]]
+    assert notebook.cells[0].outputs[-1]["data"] == {"text/plain": "<dicomnb import dialog: 0 instances in the catalog>"}
+    nbformat.validate(notebook)

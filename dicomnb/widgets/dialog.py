@@ -77,6 +77,7 @@ class ImportDialog(widgets.VBox):
         self.explorer = Explorer(self.catalog)
         super().__init__([self.tabs, self.alert, self.downloads, self.explorer])
         self.add_class("dicomnb-dialog")
+        self._shown_in: int | None = None
 
     @property
     def pages(self) -> dict[str, Tab]:
@@ -102,6 +103,16 @@ class ImportDialog(widgets.VBox):
         """Wait for every tab's work to end (False on timeout)."""
         return all(tab.wait(timeout) for tab in self.pages.values())
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # dialog() displayed it already: the same cell's result would show a second copy
+        if self._shown_in is not None and self._shown_in == _execution_count():
+            return {}
+        return super()._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        counts = f"{len(self.catalog)} instances in the catalog"
+        return f"<dicomnb import dialog: {counts}>"
+
     def close(self) -> None:
         panel = getattr(self, "downloads", None)  # absent when the dialog failed half-made
         if panel is not None:
@@ -120,4 +131,15 @@ def dialog(*, display: bool = True) -> ImportDialog:
         from IPython.display import display as show_it
 
         show_it(made)
+        made._shown_in = _execution_count()
     return made
+
+
+def _execution_count() -> int | None:
+    """The number of the cell running now (None outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets brings IPython
+        return None
+    shell = get_ipython()
+    return None if shell is None else int(shell.execution_count)

@@ -31,8 +31,14 @@ FRAME_ROWS = 50
 _VIEWS = ("Explorer", "Patients", "Studies", "Series", "Instances", "Errors", "Missing", "Attachments")
 
 
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value)) if not isinstance(value, (list, tuple)) else False
+
+
 def _text(value: Any) -> str:
-    return "" if value is None or value != value else str(value)  # NaN is not equal to itself
+    return "" if _missing(value) else str(value)
 
 
 class Explorer(widgets.VBox):
@@ -133,7 +139,7 @@ class Explorer(widgets.VBox):
         image = widgets.Image(format="png", width=48, height=48, layout=widgets.Layout(width="48px", height="48px"))
         image.add_class("dicomnb-thumbnail")
         thumbnails[uid] = image
-        number = "" if item.SeriesNumber is None or item.SeriesNumber != item.SeriesNumber else f" {item.SeriesNumber}"
+        number = "" if _missing(item.SeriesNumber) else f" {item.SeriesNumber}"
         label = widgets.HTML(f"{html.escape(_text(item.Modality))}{number} {html.escape(_text(item.SeriesDescription))}"
                              f" · {plural(int(item.NumberOfSeriesRelatedInstances), 'instance')}")
         opener = button("Open", "dicomnb-explorer-open", "Show this series below")

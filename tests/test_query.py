@@ -478,7 +478,7 @@ def test_cli_query_json(orthanc: Any, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.main(["query", "pacs", "--limit", "1", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert len(answer["rows"]) == 1 and answer["limited"] is True
-    assert "stopped after 1 studies" in answer["message"]
+    assert "stopped after 1 study (the limit)" in answer["message"]
 
     assert cli.main(["query", "pacs", "--patient-name", "Люк*", "--json"]) == 0
     assert [r["PatientID"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["SCSRUSS"]

@@ -304,14 +304,15 @@ class QueryResult:
         count = len(self.rows)
         noun = _PLURAL.get(self.level, "rows") if count != 1 else _SINGULAR.get(self.level, "row")
         where = f" from {self.node}" if self.node else ""
+        took = f" in {self.seconds:.2f} s"
         if self.cancelled:
-            text = f"cancelled: {count} {noun}{where} had arrived"
+            text = f"cancelled: {count} {noun}{where} had arrived{took}"
         elif self.limited:
-            text = (f"stopped after {self.limit} {_PLURAL.get(self.level, 'rows')} (the limit){where}: "
-                    "narrow the search or raise the limit to see more")
+            limited = _PLURAL.get(self.level, "rows") if self.limit != 1 else _SINGULAR.get(self.level, "row")
+            text = (f"stopped after {self.limit} {limited} (the limit){where}{took}: "
+                    "narrow the search, raise the limit or see the next page for more")
         else:
-            text = f"{count} {noun}{where}"
-        text += f" in {self.seconds:.2f} s"
+            text = f"{count} {noun}{where}{took}"
         return "; ".join([text, *self.notes])
 
     @property

@@ -138,6 +138,7 @@ class Explorer(widgets.VBox):
         uid = str(item.SeriesInstanceUID)
         image = widgets.Image(format="png", width=48, height=48, layout=widgets.Layout(width="48px", height="48px"))
         image.add_class("dicomnb-thumbnail")
+        image.layout.visibility = "hidden"  # until its picture comes: no broken-image box meanwhile
         thumbnails[uid] = image
         number = "" if _missing(item.SeriesNumber) else f" {item.SeriesNumber}"
         label = widgets.HTML(f"{html.escape(_text(item.Modality))}{number} {html.escape(_text(item.SeriesDescription))}"
@@ -159,6 +160,7 @@ class Explorer(widgets.VBox):
                     png = self._thumbnail(uid)
                     if png:
                         image.value = png
+                        image.layout.visibility = "visible"
             finally:
                 if generation == self._generation:
                     self._thumbs_done.set()

@@ -124,7 +124,8 @@ class QueryTab(Tab):
         self.node = widgets.Dropdown(options=[], description="Archive", layout=widgets.Layout(width="26em"))
         self.node.add_class("dicomnb-qr-node")
         self.method = widgets.Dropdown(options=method_options(None), description="Retrieve with",
-                                       tooltip="How Import fetches the files", layout=widgets.Layout(width="16em"))
+                                       tooltip="How Import fetches the files", layout=widgets.Layout(width="20em"),
+                                       style={"description_width": "initial"})
         self.method.add_class("dicomnb-qr-method")
         self.calling = CallingEditor(alert)
         self.more = widgets.ToggleButton(value=False, description="More options",

@@ -40,8 +40,8 @@ STUDY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Modalities", "ModalitiesInStudy", "6em"),
     ("Description", "StudyDescription", "14em"),
     ("Accession", "AccessionNumber", "7em"),
-    ("Series", "NumberOfStudyRelatedSeries", "3.5em"),
-    ("Instances", "NumberOfStudyRelatedInstances", "4.5em"),
+    ("Series", "NumberOfStudyRelatedSeries", "4.5em"),
+    ("Instances", "NumberOfStudyRelatedInstances", "6em"),
 )
 
 #: The series columns: (heading, DICOM keyword, width).

@@ -227,7 +227,7 @@ def test_find_instances_gives_exactly_the_loaded_instances(server: DicomNode) ->
 def test_limit_stops_after_n(server: DicomNode, limit: int) -> None:
     result = dicomnb.query(server, limit=limit)
     assert len(result) == limit and result.limited and not result.cancelled
-    assert f"stopped after {limit} studies" in result.message
+    assert f"stopped after {limit} {'study' if limit == 1 else 'studies'} (the limit)" in result.message
     series = dicomnb.query(server, level="series", study_uid=CT_STUDY, limit=1)
     assert len(series) == 1 and not series.limited  # exactly one: the archive had no more
     everything = dicomnb.query(server, limit=100)

@@ -27,6 +27,9 @@ The pieces, each usable alone:
   element through Chromium's DevTools protocol (``Input.dispatchDragEvent`` with ``files``):
   the browser registers the paths as it does for a real drag from a file manager, so the
   page's ``DataTransferItem.webkitGetAsEntry()`` gives a directory entry that it can walk.
+- :func:`press_timed`, :func:`click_timed` and :meth:`LabNotebook.run_cell_until` time, on the
+  page's own clock, from a key press or click until a condition holds (:data:`SHOWN`: an
+  element is shown; :func:`mark_stale` makes it ignore what an earlier run showed).
 - :func:`serve_folder` serves a folder over HTTP on 127.0.0.1 (static test pages).
 
 Screenshots go to ``test-output/screenshots/<test module>/<test name>/NN-step.png`` at the top
@@ -66,7 +69,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from peers import free_port
+from peers import _running, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -138,15 +141,6 @@ def process_tree(pids: Iterable[int]) -> set[int]:
             with contextlib.suppress(OSError, ValueError):
                 todo += [int(child) for child in (task / "children").read_text().split()]
     return found
-
-
-def _running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _describe(pids: Iterable[int]) -> str:
@@ -534,6 +528,66 @@ def drop_folder(page: Page, target: str | Locator, folder: Path) -> None:
     drop_paths(page, target, [folder])
 
 
+# --- timing what a page shows ------------------------------------------------------------------
+# The clock is the page's own (performance.now()), started in the same turn of the page's event
+# loop as the key press or click, and read on the first animation frame at which the condition
+# holds: no Playwright round trip falls inside what is timed.
+
+#: A condition for :func:`press_timed`, :func:`click_timed` and :meth:`LabNotebook.run_cell_until`:
+#: true once an element matching the selector ``arg`` is shown (laid out, not hidden) and not
+#: inside an element marked stale by :func:`mark_stale`.
+SHOWN = """selector => [...document.querySelectorAll(selector)].some(e =>
+  !e.closest('[data-dicomnb-stale]') && e.getClientRects().length > 0
+  && getComputedStyle(e).visibility !== 'hidden')"""
+
+
+def mark_stale(page: Page, selector: str) -> int:
+    """Mark the elements matching ``selector`` now so that :data:`SHOWN` ignores them (and what
+    they hold); return how many. For timing a view that replaces one of the same kind."""
+    return int(page.evaluate("""selector => { const found = document.querySelectorAll(selector);
+      found.forEach(e => e.setAttribute('data-dicomnb-stale', '')); return found.length; }""", selector))
+
+
+def _seconds_until(page: Page, condition: str, arg: Any, timeout: float) -> float:
+    """Wait (checking at every animation frame) until ``condition(arg)`` holds in the page;
+    return the seconds since the clock was started there."""
+    expression = f"""arg => {{
+      if (window.__dicomnbClock === undefined || !(({condition})(arg))) return false;
+      return {{seconds: (performance.now() - window.__dicomnbClock) / 1000}};
+    }}"""
+    handle = page.wait_for_function(expression, arg=arg, polling="raf", timeout=timeout * 1000)
+    return float(handle.json_value()["seconds"])
+
+
+def _clock_on_key(page: Page, keys: str) -> None:
+    """Start the page's clock at the next keydown of ``keys``' last key (``Enter`` of ``Control+Enter``)."""
+    page.evaluate("""key => {
+      window.__dicomnbClock = undefined;
+      const listener = event => {
+        if (event.key !== key) return;
+        window.__dicomnbClock = performance.now();
+        document.removeEventListener('keydown', listener, true);
+      };
+      document.addEventListener('keydown', listener, true);
+    }""", keys.split("+")[-1])
+
+
+def press_timed(page: Page, keys: str, condition: str, arg: Any = None, timeout: float = OUTPUT_TIMEOUT) -> float:
+    """Press ``keys`` in the element that has the focus; return the seconds from the key going
+    down until ``condition(arg)`` (a JavaScript function's source, such as :data:`SHOWN`) holds."""
+    _clock_on_key(page, keys)
+    page.keyboard.press(keys)
+    return _seconds_until(page, condition, arg, timeout)
+
+
+def click_timed(target: Locator, condition: str, arg: Any = None, timeout: float = OUTPUT_TIMEOUT) -> float:
+    """Click ``target`` (the element's own ``click()``, the clock started just before it); return
+    the seconds until ``condition(arg)`` holds. The element is scrolled into view first."""
+    target.scroll_into_view_if_needed()
+    target.evaluate("element => { window.__dicomnbClock = performance.now(); element.click(); }")
+    return _seconds_until(target.page, condition, arg, timeout)
+
+
 # --- static pages ------------------------------------------------------------------------------
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -695,6 +749,17 @@ class LabNotebook:
         self.page.keyboard.press(keys)
         self._started(before)
         self.wait_until_done(timeout)
+
+    def run_cell_until(self, index: int, condition: str, arg: Any = None, keys: str = "Control+Enter",
+                       timeout: float = RUN_TIMEOUT) -> float:
+        """Run cell ``index`` as :meth:`run_cell` does; return the seconds from the key press
+        until ``condition(arg)`` holds in the page (see :func:`press_timed`), then wait until it ran."""
+        before = self.prompts()
+        self.cell(index).locator(".jp-InputArea-editor").click()
+        seconds = press_timed(self.page, keys, condition, arg, timeout)
+        self._started(before)
+        self.wait_until_done(timeout)
+        return seconds
 
     def run_all(self, timeout: float = RUN_TIMEOUT) -> None:
         """Run every cell from the Run menu ("Run All Cells"); wait until they ran (or one failed)."""

@@ -13,9 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("ipywidgets")
-
 import pyzipper
 
 import dicomnb

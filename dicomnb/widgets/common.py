@@ -269,8 +269,7 @@ class Tab(widgets.VBox):
         if self._imported is not None:
             self._imported(report, open_after)
         else:
-            message, level, details = describe_report(report)
-            self.alert.show(message, level, details)
+            self.alert.show(*describe_report(report))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for this tab's work to end (False on timeout)."""

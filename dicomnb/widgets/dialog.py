@@ -92,8 +92,7 @@ class ImportDialog(widgets.VBox):
     def imported(self, report: ImportReport, open_after: bool = False) -> None:
         """Show what an import brought: the alert, the explorer, and (``open_after``) its first series."""
         self.report = report
-        message, level, details = describe_report(report)
-        self.alert.show(message, level, details)
+        self.alert.show(*describe_report(report))
         self.explorer.refresh()
         first = next((r.SeriesInstanceUID for r in report.instances if r.SeriesInstanceUID), None)
         if open_after and first:

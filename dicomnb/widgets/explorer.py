@@ -32,9 +32,10 @@ _VIEWS = ("Explorer", "Patients", "Studies", "Series", "Instances", "Errors", "M
 
 
 def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (a cell of the catalog's DataFrames with no value)."""
     import pandas as pd
 
-    return value is None or bool(pd.isna(value)) if not isinstance(value, (list, tuple)) else False
+    return bool(pd.isna(value)) if not isinstance(value, (list, tuple)) else False
 
 
 def _text(value: Any) -> str:

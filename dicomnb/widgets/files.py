@@ -21,7 +21,7 @@ from dicomnb.core.deps import import_optional_dependency
 from dicomnb.core.errors import PasswordRequired, WrongPassword
 from dicomnb.core.report import ImportReport
 from dicomnb.core.store import atomic_write, cache_folder, key_for, safe_name
-from dicomnb.widgets.common import Alert, Tab, button, show
+from dicomnb.widgets.common import Alert, Tab, button, show, shown
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -214,7 +214,7 @@ class ZipTab(Tab):
         if not path:
             self.alert.show("Choose a .zip file (type its path, Browse…, or upload it).", "warning")
             return
-        password = self.password.value if self.prompt.layout.display != "none" else None
+        password = self.password.value if shown(self.prompt) else None
         copy, open_after = self.copy.value, self.open_after.value
         self.alert.clear()
 

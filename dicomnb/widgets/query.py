@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import dicomnb
@@ -327,25 +328,19 @@ class QueryTab(Tab):
         return thread
 
     def _import(self, node: str, method: str, chosen: Sequence[tuple[str, tuple[str, ...] | None]]) -> None:
-        gate = threading.BoundedSemaphore(IMPORT_PARALLEL)
-        outcomes: list[_Outcome] = [None] * len(chosen)
+        def retrieve(study: tuple[str, tuple[str, ...] | None]) -> _Outcome:
+            study_uid, series_uids = study
+            try:
+                return dicomnb.retrieve(node, study_uid, series_uids, method=method)
+            except DicomnbError as exc:
+                return exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not vanish in a thread
+                LOGGER.exception("retrieving %s from %s failed", study_uid, node)
+                return exc
 
-        def retrieve(index: int, study_uid: str, series_uids: tuple[str, ...] | None) -> None:
-            with gate:
-                try:
-                    outcomes[index] = dicomnb.retrieve(node, study_uid, series_uids, method=method)
-                except DicomnbError as exc:
-                    outcomes[index] = exc
-                except Exception as exc:  # noqa: BLE001 - a bug must not vanish in a thread
-                    LOGGER.exception("retrieving %s from %s failed", study_uid, node)
-                    outcomes[index] = exc
-
-        threads = [threading.Thread(target=retrieve, args=(index, uid, series), name="dicomnb-import-study",
-                                    daemon=True) for index, (uid, series) in enumerate(chosen)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        # IMPORT_PARALLEL studies at a time: a whole result selected is not one thread per study
+        with ThreadPoolExecutor(min(IMPORT_PARALLEL, len(chosen)), thread_name_prefix="dicomnb-import-study") as pool:
+            outcomes = list(pool.map(retrieve, chosen))
         self.imports = outcomes
         self._report(node, method, chosen, outcomes)
 

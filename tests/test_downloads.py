@@ -347,3 +347,30 @@ def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_start
     assert dicomnb.downloads.wait(timeout=60)
     assert {s.state for s in dicomnb.downloads()} == {"complete"}
     assert all(sop in dicomnb.catalog for sop in files)
+
+
+@pytest.mark.integration
+def test_a_pause_while_a_retrieve_starts_its_jobs_holds_the_later_ones(study: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause from elsewhere (the panel's Pause all) between two of a retrieve's job starts keeps the
+    jobs started after it paused too: none of them runs to completion behind the user's back."""
+    peer, uid, files = study
+    start = dicomnb.downloads.start
+    started: list[str] = []
+
+    def start_then_pause(jobs: Any, batch: Any = None) -> Any:
+        queued = start(jobs, batch)
+        started.extend(job.id for job in queued)
+        if len(started) == 1:
+            dicomnb.downloads.pause()  # lands after the first series started, before the others
+        return queued
+
+    monkeypatch.setattr(dicomnb.downloads, "start", start_then_pause)
+    result = dicomnb.retrieve(saved_node(peer), uid, method="c-get")
+    assert result.cancelled and len(result.jobs) == 3 and len(started) == 1
+    assert {s.state for s in dicomnb.downloads()} == {"paused"}
+    monkeypatch.setattr(dicomnb.downloads, "start", start)
+    resumed = dicomnb.downloads.resume()
+    assert len(resumed) == 3 and dicomnb.downloads.wait(resumed, timeout=60)
+    assert {s.state for s in dicomnb.downloads()} == {"complete"}
+    assert all(sop in dicomnb.catalog for sop in files)

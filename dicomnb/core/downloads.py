@@ -282,10 +282,12 @@ class SeriesJob:
 
 
 class Batch:
-    """The jobs of one retrieve: once one of them cannot reach the archive, the others do not try."""
+    """The jobs of one retrieve: once one of them cannot reach the archive, the others do not try,
+    and once one is paused, the jobs that join it later are kept paused too."""
 
     def __init__(self, progress: Callable[[int, int], object] | None = None) -> None:
         self.failure: BaseException | None = None
+        self.paused = False
         self.progress = progress
         self.jobs: list[SeriesJob] = []
         self._lock = threading.Lock()
@@ -499,6 +501,11 @@ class DownloadManager:
         for job in jobs:
             job = self._adopt(job)
             with self._changed:
+                if batch is not None and batch.paused and job._batch is not batch:
+                    # its retrieve was paused while it was still starting its jobs: keep it paused
+                    job._batch = batch
+                    batch.jobs.append(job)
+                    continue
                 if job.state in (RUNNING, QUEUED) and job.owner == os.getpid():
                     continue
                 if job.state in (RUNNING, QUEUED) and _alive(job.owner):
@@ -510,7 +517,8 @@ class DownloadManager:
                 if batch is not None:
                     job._batch = batch
                 elif job._batch is not None:
-                    job._batch.failure = None  # resumed: its retrieve reports again, and tries again
+                    # resumed: its retrieve reports again, tries again, and is no longer paused
+                    job._batch.failure, job._batch.paused = None, False
             try:
                 self._save(job)  # before it runs: a job the disk does not know is never queued
             except DownloadError:
@@ -666,6 +674,8 @@ class DownloadManager:
         jobs = self._select(ids, (QUEUED, RUNNING))
         for job in jobs:
             with self._changed:
+                if job._batch is not None:
+                    job._batch.paused = True
                 job._cancel.set()
                 was_queued = job.state == QUEUED
                 if was_queued:

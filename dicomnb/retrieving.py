@@ -313,10 +313,11 @@ def retrieve(
                 return
             job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
                                 instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
-                                dest=dest_path, description=contents.label(series_uid))
+                                dest=dest_path, description=contents.label(series_uid), queued=True)
             keep(job)
         if cancel is not None and cancel.is_set():
-            return  # paused while the study was being listed: saved paused, for resume()
+            downloads.pause([job])  # paused while the study was being listed: saved paused, for resume()
+            return
         downloads.start([job], batch)
 
     def left_unlisted(series_uid: str, row: dict[str, Any], failure: BaseException | None) -> None:

@@ -469,13 +469,15 @@ class DownloadManager:
     # -- creating jobs ------------------------------------------------------------------------------
     def add(self, *, node: str, method: str, study_uid: str, series_uid: str, instances: Sequence[Expected],
             numbers: dict[str, int] | None = None, sop_classes: Sequence[str] = (), dest: str | None = None,
-            description: str = "", listed: bool = True, error: str = "") -> SeriesJob:
+            description: str = "", listed: bool = True, error: str = "", queued: bool = False) -> SeriesJob:
         """The job of one series, made (or renewed with this listing) and saved, not started.
 
         A job of the same node, series and destination that is running is returned as it is.
         With ``listed=False`` the series' instances are not known yet (the listing stopped
         before it): the job lists them when it runs, and it is saved ``incomplete`` with
-        ``error`` when one is given (the listing failed), else ``paused``.
+        ``error`` when one is given (the listing failed), else ``paused``. With ``queued``
+        it is saved ``queued`` in this process, for :meth:`start` to run at once (should the
+        process die before, the job reads ``interrupted``, not ``paused``).
         """
         dest = os.path.abspath(dest) if dest else None
         job_id = SeriesJob.key(node, study_uid, series_uid, dest)
@@ -487,7 +489,8 @@ class DownloadManager:
             job = SeriesJob(id=job_id, node=node, method=method, study_uid=study_uid, series_uid=series_uid,
                             instances=_sorted_for_preview(instances, numbers or {}), sop_classes=tuple(sop_classes),
                             dest=dest, description=description or f"series {series_uid}",
-                            state=INCOMPLETE if error else PAUSED, error=error, listed=listed)
+                            state=INCOMPLETE if error else QUEUED if queued else PAUSED, error=error,
+                            listed=listed, owner=os.getpid() if queued else 0)
             if known is not None:
                 job.created = known.created
             self._live[key] = job
@@ -497,7 +500,7 @@ class DownloadManager:
     # -- running them -----------------------------------------------------------------------------
     def start(self, jobs: Iterable[SeriesJob], batch: Batch | None = None) -> list[SeriesJob]:
         """Queue these jobs (those not running or complete already); return the jobs queued."""
-        queued = []
+        queued, held = [], []
         for job in jobs:
             job = self._adopt(job)
             with self._changed:
@@ -505,10 +508,13 @@ class DownloadManager:
                     # its retrieve was paused while it was still starting its jobs: keep it paused
                     job._batch = batch
                     batch.jobs.append(job)
+                    if job.state == QUEUED and not job._in_flight:
+                        job.state = PAUSED
+                        held.append(job)
                     continue
-                if job.state in (RUNNING, QUEUED) and job.owner == os.getpid():
+                if job.state in (RUNNING, QUEUED) and job.owner == os.getpid() and job._in_flight:
                     continue
-                if job.state in (RUNNING, QUEUED) and _alive(job.owner):
+                if job.state in (RUNNING, QUEUED) and job.owner != os.getpid() and _alive(job.owner):
                     job.error = f"running in process {job.owner}"
                     continue
                 before = (job.state, job.owner)
@@ -530,6 +536,8 @@ class DownloadManager:
                     batch.jobs.append(job)
                 self._queue.append(job)
                 queued.append(job)
+        for job in held:
+            self._save(job)
         with self._changed:
             # a worker per queued job, while fewer than series_parallel run
             while self._workers < self.series_parallel and self._workers - self._busy < len(self._queue):

@@ -25,7 +25,7 @@ fi
 VENV="${DICOMNB_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,notebook,network]" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,notebook,network,codecs]" 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" -c "import dicomnb" # the install worked
 
 echo "== ruff"

@@ -14,7 +14,7 @@ from dicomnb.core.errors import DecoderMissing, DicomnbError, InputError, Unread
 if TYPE_CHECKING:
     from dicomnb.core.model import InstanceRecord
 
-__all__ = ["read_dataset", "read_pixels", "stack_volume"]
+__all__ = ["read_dataset", "read_pixels", "slice_order", "stack_volume"]
 
 _EXTRA_HINT = (
     "install a decoder for it: pip install 'dicomnb[codecs]' "
@@ -86,6 +86,27 @@ def _position_key(ds: Any) -> float | None:
     return float(np.dot(position, normal))
 
 
+def slice_order(datasets: Sequence[Any]) -> list[int]:
+    """The order in which to show the slices of one series: indices into ``datasets``.
+
+    By the position of each image along the normal of its orientation
+    (ImagePositionPatient · (row × column)); when any dataset lacks either, by
+    InstanceNumber; when any lacks that too, the order given. Ties keep the order given.
+    """
+    keys = [_position_key(ds) for ds in datasets]
+    if all(key is not None for key in keys):
+        return sorted(range(len(datasets)), key=lambda i: (keys[i], i))
+    numbers: list[int | None] = []
+    for ds in datasets:
+        try:
+            numbers.append(int(ds.InstanceNumber))
+        except (AttributeError, TypeError, ValueError):
+            numbers.append(None)
+    if all(n is not None for n in numbers):
+        return sorted(range(len(datasets)), key=lambda i: (numbers[i], i))
+    return list(range(len(datasets)))
+
+
 def stack_volume(paths: Sequence[InstanceRecord | str], modality_lut: bool = True) -> np.ndarray:
     """Read ``paths`` (one series) and stack them into a volume.
 
@@ -98,20 +119,7 @@ def stack_volume(paths: Sequence[InstanceRecord | str], modality_lut: bool = Tru
     if not paths:
         raise InputError("the series has no instances in the catalog")
     slices = [read_pixels(path, modality_lut) for path in paths]
-    keys = [_position_key(ds) for ds, _ in slices]
-    if all(key is not None for key in keys):
-        order = sorted(range(len(slices)), key=lambda i: (keys[i], i))
-    else:
-        numbers: list[int | None] = []
-        for ds, _ in slices:
-            try:
-                numbers.append(int(ds.InstanceNumber))
-            except (AttributeError, TypeError, ValueError):
-                numbers.append(None)
-        if all(n is not None for n in numbers):
-            order = sorted(range(len(slices)), key=lambda i: (numbers[i], i))
-        else:
-            order = list(range(len(slices)))
+    order = slice_order([ds for ds, _ in slices])
     frames = []
     for i in order:
         ds, pixels = slices[i]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -36,6 +37,9 @@ __all__ = [
 LOGGER = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: ``progress(report)``: called with an import's report as it grows (ten times a second at most).
+Progress = Callable[[ImportReport], object]
+
 
 #: The catalog of this Python process: everything imported from any source.
 catalog = Catalog()
@@ -92,10 +96,14 @@ def open_sources(
     return sources
 
 
-def _ingest_all(sources: Sequence[Source]) -> ImportReport:
+def _ingest_all(sources: Sequence[Source], progress: Progress | None = None,
+                cancel: threading.Event | None = None) -> ImportReport:
     report = ImportReport()
     for source in sources:
-        catalog.ingest(source, report)
+        if cancel is not None and cancel.is_set():
+            report.stopped = True
+            break
+        catalog.ingest(source, report, progress=progress, cancel=cancel)
         tree = getattr(source, "tree", None)
         if callable(tree):
             sub = tree()
@@ -110,6 +118,8 @@ def import_local(
     recursive: bool = True,
     password: str | bytes | None = None,
     copy: bool = False,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> ImportReport:
     """Import local files and/or folders into the catalog.
 
@@ -128,14 +138,22 @@ def import_local(
     copy : bool
         Copy DICOMDIR media, and the entries of ZIP files, into dicomnb's cache first
         (slow media; files to keep when the archive goes away).
+    progress : callable, optional
+        Called as ``progress(report)`` with the report as it grows, at most ten times a
+        second and once at the end (``len(report.instances)`` for a counter).
+    cancel : threading.Event, optional
+        Set it to stop the import at the next file; what was read stays in the catalog
+        and the report's ``stopped`` is True.
     """
-    return _ingest_all(open_sources(paths, recursive=recursive, password=password, copy=copy))
+    return _ingest_all(open_sources(paths, recursive=recursive, password=password, copy=copy),
+                       progress, cancel)
 
 
-def import_zip(path: PathLike, *, password: str | bytes | None = None, copy: bool = False) -> ImportReport:
+def import_zip(path: PathLike, *, password: str | bytes | None = None, copy: bool = False,
+               progress: Progress | None = None, cancel: threading.Event | None = None) -> ImportReport:
     """Import a DICOM ZIP (stored, deflated, ZipCrypto or AES encrypted).
 
-    The instances stay in the archive (``path`` is the archive, ``member`` the entry) and
+    ``progress`` and ``cancel`` as for :func:`import_local`. The instances stay in the archive (``path`` is the archive, ``member`` the entry) and
     are read from it when pixels are asked for; ``copy=True`` lands them in dicomnb's cache
     instead. An archive holding DICOMDIR media is always landed and read as that media.
 
@@ -150,20 +168,21 @@ def import_zip(path: PathLike, *, password: str | bytes | None = None, copy: boo
     """
     from dicomnb.sources.ziparchive import ZipSource
 
-    return _ingest_all([ZipSource(os.fspath(path), password=password, copy=copy)])
+    return _ingest_all([ZipSource(os.fspath(path), password=password, copy=copy)], progress, cancel)
 
 
-def import_dicomdir(path: PathLike, *, copy: bool = False) -> ImportReport:
+def import_dicomdir(path: PathLike, *, copy: bool = False, progress: Progress | None = None,
+                    cancel: threading.Event | None = None) -> ImportReport:
     """Import DICOMDIR media: a DICOMDIR file or the folder (CD/DVD) that holds it.
 
     Only files that match their DICOMDIR record are imported; records whose files are
     missing are listed in ``catalog.missing``; other non-DICOM files on the media are
     listed in ``catalog.attachments``. The returned report's ``tree`` holds the DICOMDIR's
-    PATIENT/STUDY/SERIES/IMAGE records.
+    PATIENT/STUDY/SERIES/IMAGE records. ``progress`` and ``cancel`` as for :func:`import_local`.
     """
     from dicomnb.sources.dicomdir import DicomdirSource
 
-    return _ingest_all([DicomdirSource(os.fspath(path), copy=copy)])
+    return _ingest_all([DicomdirSource(os.fspath(path), copy=copy)], progress, cancel)
 
 
 def get(
@@ -173,8 +192,13 @@ def get(
     password: str | bytes | None = None,
     recursive: bool = True,
     copy: bool = False,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> ImportReport:
-    """Import several sources at once, like ``dicomnb get -l PATH … -z ZIP …``."""
+    """Import several sources at once, like ``dicomnb get -l PATH … -z ZIP …``.
+
+    ``progress`` and ``cancel`` as for :func:`import_local`.
+    """
     from dicomnb.sources.ziparchive import ZipSource
 
     if isinstance(local, (str, os.PathLike)):
@@ -186,7 +210,7 @@ def get(
             raise InputError(f"no such file or folder: {os.fspath(path)}")
     sources = open_sources(local, recursive=recursive, password=password, copy=copy) if local else []
     sources += [ZipSource(os.path.abspath(os.fspath(z)), password=password, copy=copy) for z in zips]
-    return _ingest_all(sources)
+    return _ingest_all(sources, progress, cancel)
 
 
 def load_series(series_instance_uid: str, *, modality_lut: bool = True) -> np.ndarray:

@@ -262,6 +262,30 @@ def test_work_runs_off_the_main_thread(dialog: ImportDialog, sample_tree: Path, 
     assert threads == ["dicomnb-Import"]
 
 
+def test_a_long_import_counts_what_it_read_and_can_be_stopped(dialog: ImportDialog,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import TEST_FILES
+
+    monkeypatch.setattr("dicomnb.core.catalog.PROGRESS_INTERVAL", 0.0)
+    tab = dialog.local
+    lines: list[str] = []
+    real_progress = tab.progress
+
+    def progress(report: dicomnb.ImportReport) -> None:
+        real_progress(report)
+        lines.append(tab.status.value)
+        if len(report.instances) >= 3 and shown(tab.busy):
+            tab.stop_button.click()  # as the user would, while the line counts
+
+    monkeypatch.setattr(tab, "progress", progress)
+    tab.path.value = str(TEST_FILES)
+    tab.import_button.click()
+    assert tab.wait(WAIT) and not shown(tab.busy)
+    assert any("Reading… 3 instances" in line for line in lines)
+    assert dialog.alert.level == "warning" and dialog.alert.message.startswith("Import stopped: imported ")
+    assert 3 <= len(dicomnb.catalog.instances) <= 5  # what was read stays
+
+
 def test_tabs_work_without_a_dialog(sample_tree: Path) -> None:
     alert = Alert()
     for tab in (LocalTab(alert=alert), ZipTab(alert=alert), DicomdirTab(alert=alert)):

@@ -226,3 +226,29 @@ def test_a_pool_that_cannot_start_loses_nothing(tmp_path: Path, sample_tree: Pat
     assert result.returncode == 0, result.stderr[-2000:]
     assert "FileNotFoundError" in result.stderr  # the workers did die
     assert result.stdout.split() == ["4", "16"]  # and every file was still read
+
+
+def test_progress_reports_the_import_as_it_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dicomnb.core.catalog.PROGRESS_INTERVAL", 0.0)
+    seen: list[int] = []
+    report = dicomnb.import_local(TEST_FILES, progress=lambda r: seen.append(len(r.instances)))
+    assert len(seen) > 10 and seen == sorted(seen)  # called as files are read, never going back
+    assert seen[-1] == len(report.instances) > 50 and not report.stopped
+
+
+def test_a_cancelled_import_keeps_what_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr("dicomnb.core.catalog.PROGRESS_INTERVAL", 0.0)
+    cancel = threading.Event()
+
+    def progress(report: dicomnb.ImportReport) -> None:
+        if len(report.instances) >= 5:
+            cancel.set()
+
+    report = dicomnb.import_local([TEST_FILES, TEST_FILES / "dicomdirtests"], progress=progress, cancel=cancel)
+    assert report.stopped and 5 <= len(report.instances) <= 7
+    assert len(dicomnb.catalog.instances) == len(report.instances)
+    assert "stopped before the end" in report.summary() and report.to_json()["stopped"] is True
+    again = dicomnb.import_local(TEST_FILES)  # a new import reads everything, the first ones as duplicates
+    assert not again.stopped and again.duplicates >= 5 and len(again.instances) > 50

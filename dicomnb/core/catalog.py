@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.model import (
@@ -41,6 +41,9 @@ _STUDY = ["StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyTim
 _SERIES = ["SeriesInstanceUID", "StudyInstanceUID", "PatientID", "SeriesNumber",
            "SeriesDescription", "Modality"]
 
+#: Seconds between two calls of an import's ``progress`` callback.
+PROGRESS_INTERVAL = 0.1
+
 
 def frame(records: Iterable[Any], record_type: type) -> pd.DataFrame:
     """Build a DataFrame from records of one dataclass type (columns in field order)."""
@@ -57,6 +60,21 @@ def frame(records: Iterable[Any], record_type: type) -> pd.DataFrame:
 
 def _modalities(values: pd.Series) -> str:
     return "\\".join(sorted({v for v in values if isinstance(v, str) and v}))
+
+
+def _watched(items: Iterable[Item], report: ImportReport,
+             progress: Callable[[ImportReport], object] | None,
+             cancel: threading.Event | None) -> Iterator[Item]:
+    """``items``, stopping when ``cancel`` is set and reporting ``progress`` every 0.1 s."""
+    due = time.monotonic() + PROGRESS_INTERVAL
+    for item in items:
+        if cancel is not None and cancel.is_set():
+            report.stopped = True
+            return
+        yield item
+        if progress is not None and time.monotonic() >= due:
+            progress(report)
+            due = time.monotonic() + PROGRESS_INTERVAL
 
 
 class Catalog:
@@ -76,16 +94,32 @@ class Catalog:
         self._views: dict[str, tuple[int, pd.DataFrame]] = {}
 
     # -- filling -------------------------------------------------------------------------
-    def ingest(self, source: Source, report: ImportReport | None = None) -> ImportReport:
-        """File every item of ``source``; return the report of what happened."""
+    def ingest(self, source: Source, report: ImportReport | None = None, *,
+               progress: Callable[[ImportReport], object] | None = None,
+               cancel: threading.Event | None = None) -> ImportReport:
+        """File every item of ``source``; return the report of what happened.
+
+        ``progress(report)`` is called with the report as it grows, at most ten times a
+        second and once at the end. When ``cancel`` is set the import stops at the next
+        file: what was read stays in the catalog and ``report.stopped`` is True.
+        """
         report = report if report is not None else ImportReport()
         report.sources.append(f"{source.kind}:{source.origin}")
         start = time.perf_counter()
         seen: set[str] = set()
+        items = source.items()
         try:
-            self.add_items(source.items(), report, seen)
+            if progress is None and cancel is None:
+                self.add_items(items, report, seen)
+            else:
+                self.add_items(_watched(items, report, progress, cancel), report, seen)
         finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a stopped import lets the source release its files now
             report.seconds += time.perf_counter() - start
+        if progress is not None:
+            progress(report)
         return report
 
     def add_items(self, items: Iterable[Item], report: ImportReport | None = None,

@@ -16,6 +16,7 @@ import enum
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dicomnb.core.errors import DropRejected
 from dicomnb.core.report import ImportReport
@@ -79,9 +80,10 @@ def check_drop(dropped: Sequence[str | os.PathLike[str]]) -> DropPlan:
     raise DropRejected(f"{folder} holds no DICOM file and no DICOMDIR. {ACCEPTED}")
 
 
-def import_drop(paths: Sequence[str | os.PathLike[str]], *, password: str | bytes | None = None) -> ImportReport:
+def import_drop(paths: Sequence[str | os.PathLike[str]], *, password: str | bytes | None = None,
+                **watch: Any) -> ImportReport:
     """Check a drop with :func:`check_drop`, then import it."""
     from dicomnb.api import import_local
 
     plan = check_drop(paths)
-    return import_local(list(plan.paths), password=password)
+    return import_local(list(plan.paths), password=password, **watch)

@@ -37,6 +37,8 @@ class ImportReport:
         The other records of this import.
     tree : pandas.DataFrame or None
         For a DICOMDIR, its PATIENT/STUDY/SERIES/IMAGE records with their status.
+    stopped : bool
+        The import was stopped before it read everything (what it read is in the catalog).
     """
 
     sources: list[str] = field(default_factory=list)
@@ -50,6 +52,7 @@ class ImportReport:
     errors: list[ErrorRecord] = field(default_factory=list)
     seconds: float = 0.0
     tree: Any = None
+    stopped: bool = False
     #: (path, member) of the errors listed: a file reached twice (two paths given) is listed once.
     _failed: set[tuple[str, str | None]] = field(default_factory=set, init=False, repr=False, compare=False)
 
@@ -75,6 +78,7 @@ class ImportReport:
         for error in other.errors:
             self.add_error(error)
         self.seconds += other.seconds
+        self.stopped = self.stopped or other.stopped
         if other.tree is not None:
             if self.tree is None:
                 self.tree = other.tree
@@ -109,6 +113,8 @@ class ImportReport:
             f"{c['images']} images, {c['attachments']} attachments, {c['missing']} missing, "
             f"{c['errors']} errors, {c['skipped']} other files skipped",
         ]
+        if self.stopped:
+            lines.append("stopped before the end: import again to read the rest")
         for error in self.errors[:20]:
             lines.append(f"  error: {error.path}{'::' + error.member if error.member else ''}: "
                          f"{error.error}: {error.message}")
@@ -120,6 +126,7 @@ class ImportReport:
         """The report as plain JSON-ready data (the ``dicomnb get --json`` object)."""
         return {
             "counts": self.counts(),
+            "stopped": self.stopped,
             "instances": [dataclasses.asdict(r) for r in self.instances],
             "images": [dataclasses.asdict(r) for r in self.images],
             "attachments": [dataclasses.asdict(r) for r in self.attachments],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -90,7 +91,22 @@ def describe_report(report: ImportReport) -> tuple[str, str, list[str]]:
         parts[0] = "No DICOM instance was found" + (f" ({plural(report.skipped, 'other file')} skipped)"
                                                     if report.skipped else "")
     level = "warning" if report.errors or report.missing or not counts["instances"] else "success"
+    if report.stopped:
+        parts[0] = "Import stopped: " + parts[0][0].lower() + parts[0][1:]
+        level = "warning"
     return "; ".join(parts) + ".", level, details
+
+
+def describe_progress(report: ImportReport, seconds: float) -> str:
+    """What a running import's busy line says: ``"Reading… 1,234 instances, 2 unreadable (3 s)"``."""
+    parts = [plural(len(report.instances), "instance")]
+    if report.errors:
+        parts.append(f"{len(report.errors):,} unreadable")
+    if report.skipped:
+        parts.append(f"{report.skipped:,} other files skipped")
+    if report.images or report.attachments:
+        parts.append(plural(len(report.images) + len(report.attachments), "other file") + " listed")
+    return f"Reading… {', '.join(parts)} ({seconds:.0f} s)"
 
 
 class Alert(widgets.VBox):
@@ -227,6 +243,12 @@ class Worker:
             if last and self.busy is not None:
                 show(self.busy, False)
 
+    def stop(self) -> None:
+        """Ask the running work to stop early; unlike :meth:`cancel`, its ``done`` still runs."""
+        task = self._task
+        if task is not None:
+            task.cancel.set()
+
     def cancel(self) -> None:
         """Cancel the running work (its result is dropped)."""
         with self._lock:
@@ -256,13 +278,36 @@ class Tab(widgets.VBox):
                  imported: Callable[[ImportReport, bool], object] | None = None, css: str = "") -> None:
         super().__init__([*children])
         self.alert = alert
-        self.busy = widgets.HTML("<i>Working…</i>")
+        self.status = widgets.HTML("<i>Working…</i>")
+        self.status.add_class("dicomnb-busy-status")
+        self.stop_button = button("Stop", "dicomnb-stop", "Stop here: what was imported so far stays")
+        self.stop_button.on_click(self._stop)
+        self.busy = widgets.HBox([self.status, self.stop_button])
         self.busy.add_class("dicomnb-busy")
         self.worker = Worker(alert, self.busy)
         self._imported = imported
+        self._started = time.monotonic()
         if css:
             self.add_class(css)
         self.children = (*children, self.busy)
+
+    def run(self, name: str, work: Callable[[threading.Event], T],
+            done: Callable[[T], object] | None = None) -> Task[T]:
+        """Run ``work(cancel)`` on this tab's worker, its busy line reset (see :meth:`Worker.run`)."""
+        self.working()
+        return self.worker.run(name, work, done)
+
+    def _stop(self, _: object = None) -> None:
+        self.worker.stop()
+
+    def working(self, message: str = "Working…") -> None:
+        """Show ``message`` on the busy line (it shows while work runs)."""
+        self._started = time.monotonic()
+        self.status.value = f"<i>{html.escape(message)}</i>"
+
+    def progress(self, report: ImportReport) -> None:
+        """An import's ``progress`` callback: the busy line counts what was read so far."""
+        self.status.value = f"<i>{html.escape(describe_progress(report, time.monotonic() - self._started))}</i>"
 
     def imported(self, report: ImportReport, open_after: bool = False) -> None:
         """Hand an import's report to the dialog (or show it in the alert when there is none)."""

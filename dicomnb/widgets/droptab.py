@@ -62,8 +62,8 @@ class DropTab(Tab):
 
         def work(cancel: threading.Event) -> ImportReport:
             try:
-                return import_staged(staged)
+                return import_staged(staged, progress=self.progress, cancel=cancel)
             finally:
                 self.zone.status = ""
 
-        self.worker.run("Import of the dropped files", work, lambda report: self.imported(report, open_after))
+        self.run("Import of the dropped files", work, lambda report: self.imported(report, open_after))

@@ -566,15 +566,15 @@ class DropZone(anywidget.AnyWidget):
             self.on_error(exc)
 
 
-def import_staged(staged: StagedDrop) -> ImportReport:
+def import_staged(staged: StagedDrop, **watch: Any) -> ImportReport:
     """Apply the drop rules to a staged drop and import it (:func:`~dicomnb.core.drop.import_drop`).
 
     A drop the rules refuse is removed from the staging folder; its
     :class:`~dicomnb.core.errors.DropRejected` names what was dropped as the browser named it
-    (not the staging folder).
+    (not the staging folder). ``watch``: ``progress`` and ``cancel`` of :func:`~dicomnb.import_local`.
     """
     try:
-        return import_drop(list(staged.paths))
+        return import_drop(list(staged.paths), **watch)
     except DropRejected as exc:
         shutil.rmtree(staged.folder, ignore_errors=True)
         message = str(exc)

@@ -158,9 +158,9 @@ class LocalTab(Tab):
         def work(cancel: threading.Event) -> ImportReport:
             from dicomnb.api import get
 
-            return get(paths, recursive=recursive)
+            return get(paths, recursive=recursive, progress=self.progress, cancel=cancel)
 
-        self.worker.run("Import", work, lambda report: self.imported(report, open_after))
+        self.run("Import", work, lambda report: self.imported(report, open_after))
 
 
 class ZipTab(Tab):
@@ -222,7 +222,8 @@ class ZipTab(Tab):
             from dicomnb.api import import_zip
 
             try:
-                report = import_zip(os.path.expanduser(path), password=password or None, copy=copy)
+                report = import_zip(os.path.expanduser(path), password=password or None, copy=copy,
+                                    progress=self.progress, cancel=cancel)
             except PasswordRequired:
                 self.ask_password(f"{os.path.basename(path)} is encrypted: enter its password.")
                 return None
@@ -237,7 +238,7 @@ class ZipTab(Tab):
             if report is not None:
                 self.imported(report, open_after)
 
-        self.worker.run("Import", work, done)
+        self.run("Import", work, done)
 
 
 class DicomdirTab(Tab):
@@ -296,13 +297,13 @@ class DicomdirTab(Tab):
         def work(cancel: threading.Event) -> ImportReport:
             from dicomnb.api import import_dicomdir
 
-            return import_dicomdir(os.path.expanduser(path), copy=copy)
+            return import_dicomdir(os.path.expanduser(path), copy=copy, progress=self.progress, cancel=cancel)
 
         def done(report: ImportReport) -> None:
             self.tree.value = tree_html(report)
             self.imported(report, open_after)
 
-        self.worker.run("Import", work, done)
+        self.run("Import", work, done)
 
 
 #: DICOMDIR tree statuses and how the tree marks them.

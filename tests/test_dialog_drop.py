@@ -68,6 +68,11 @@ def folder_files(root: Path, name: str) -> list[tuple[str, bytes]]:
             for path in sorted(root.rglob("*")) if path.is_file()]
 
 
+def nothing_staged(cache: Path) -> bool:
+    """No drop is kept in the staging folder (it may not even have been made)."""
+    return not (cache / "dropped").exists() or not any((cache / "dropped").iterdir())
+
+
 def staged_files(cache: Path) -> list[Path]:
     return sorted(path for path in (cache / "dropped").rglob("*") if path.is_file())
 
@@ -169,7 +174,25 @@ def test_a_drop_the_rules_refuse_shows_their_message(monkeypatch: pytest.MonkeyP
     assert dialog.alert.level == "error"
     assert dialog.alert.message == f"{reason} {ACCEPTED}"  # named as dropped, not by the staging folder
     assert len(dicomnb.catalog) == 0
-    assert list((isolated_cache / "dropped").iterdir()) == []  # a refused drop is not kept
+    assert nothing_staged(isolated_cache)  # a refused drop is not kept
+
+
+@pytest.mark.parametrize(
+    ("items", "reason"),
+    [([("study", True), ("CT_small.dcm", False)], "Folders and files were dropped together"),
+     ([("one", True), ("two", True)], "2 folders were dropped"), ([], "Nothing was dropped.")],
+    ids=["folder-and-file", "two-folders", "nothing"],
+)
+def test_a_drop_of_the_wrong_shape_is_refused_before_its_files_are_sent(
+        monkeypatch: pytest.MonkeyPatch, isolated_cache: Path, items: list[tuple[str, bool]], reason: str) -> None:
+    dialog = Dialog(monkeypatch)
+    dialog.deliver({"kind": "begin", "drop": "drop-1", "items": [{"name": n, "folder": f} for n, f in items],
+                    "count": 2, "bytes": 2 * len(CT)})
+    # the browser hears of it at once, so it stops before sending the first piece
+    assert dialog.answers == [{"kind": "failed", "drop": "drop-1",
+                               "message": f"The drop was refused: {dialog.alert.message}"}]
+    assert dialog.alert.message.startswith(reason) and dialog.alert.message.endswith(ACCEPTED)
+    assert nothing_staged(isolated_cache)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from typing import Any
 from dicomnb.core.errors import DropRejected
 from dicomnb.core.report import ImportReport
 
-__all__ = ["DropKind", "DropPlan", "check_drop", "import_drop"]
+__all__ = ["DropKind", "DropPlan", "check_drop", "check_drop_shape", "import_drop"]
 
 ACCEPTED = (
     "Drop one of: (1) a folder that holds a DICOMDIR and its DICOM folder, "
@@ -53,6 +53,23 @@ def _holds_dicom(folder: str) -> bool:
     return any(isinstance(classify_file(path), InstanceRecord) for path in walk_files(folder))
 
 
+def check_drop_shape(entries: Sequence[tuple[str, bool]]) -> None:
+    """Apply the rules that need only what was dropped at the top level: ``(name, is_folder)``.
+
+    A drop zone can check these before any file is sent: nothing dropped, folders mixed with
+    files, and several folders are refused with :class:`DropRejected`.
+    """
+    if not entries:
+        raise DropRejected(f"Nothing was dropped. {ACCEPTED}")
+    folders = sum(1 for _, is_folder in entries if is_folder)
+    files = len(entries) - folders
+    if folders and files:
+        raise DropRejected(f"Folders and files were dropped together ({folders} folders, "
+                           f"{files} files). {ACCEPTED}")
+    if folders > 1:
+        raise DropRejected(f"{folders} folders were dropped; drop them one at a time. {ACCEPTED}")
+
+
 def check_drop(dropped: Sequence[str | os.PathLike[str]]) -> DropPlan:
     """Return the plan for a drop of ``dropped`` paths, or raise :class:`DropRejected`."""
     from dicomnb.sources.dicomdir import find_dicomdir
@@ -63,13 +80,9 @@ def check_drop(dropped: Sequence[str | os.PathLike[str]]) -> DropPlan:
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise DropRejected(f"{missing[0]} does not exist. {ACCEPTED}")
+    check_drop_shape([(p, os.path.isdir(p)) for p in paths])
     folders = [p for p in paths if os.path.isdir(p)]
     files = [p for p in paths if not os.path.isdir(p)]
-    if folders and files:
-        raise DropRejected(f"Folders and files were dropped together ({len(folders)} folders, "
-                           f"{len(files)} files). {ACCEPTED}")
-    if len(folders) > 1:
-        raise DropRejected(f"{len(folders)} folders were dropped; drop them one at a time. {ACCEPTED}")
     if files:
         return DropPlan(DropKind.FILES, tuple(files))
     folder = folders[0]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.deps import import_optional_dependency
 from dicomnb.core.downloads import human_size
-from dicomnb.core.drop import ACCEPTED, import_drop
+from dicomnb.core.drop import ACCEPTED, check_drop_shape, import_drop
 from dicomnb.core.errors import DicomnbError, DropRejected, InputError, UnsafePathError
 from dicomnb.core.report import ImportReport
 from dicomnb.core.store import atomic_writer, cache_folder, relative_parts, safe_relative_path
@@ -525,6 +525,9 @@ class DropZone(anywidget.AnyWidget):
                 raise InputError(f"the drop {drop!r} began twice")
             items = _field(content, "items", list)
             count = _field(content, "count", int)
+            # the rules that need only the names: refused before a single byte is sent
+            check_drop_shape([(str(item.get("name")), bool(item.get("folder")))
+                              for item in items if isinstance(item, dict)])
             self._drops[drop] = _Incoming(drop, items, count, _field(content, "bytes", int))
             self.status = f"Receiving {plural(count, 'file')}…"
             return None

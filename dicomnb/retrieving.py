@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from dicomnb.core.downloads import COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
+from dicomnb.core.downloads import CANCEL_POLL, COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
 from dicomnb.core.errors import ConfigError, CriteriaError, DicomnbError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
@@ -354,7 +354,7 @@ def _pause_when(cancel: threading.Event, listed: threading.Event, jobs: list[Ser
                 lock: threading.Lock) -> None:
     """Pause the started ``jobs`` once ``cancel`` is set, until the listing ends (``listed``)."""
     while not listed.is_set():
-        if cancel.wait(0.05):
+        if cancel.wait(CANCEL_POLL):
             with lock:
                 started = [job for job in jobs if job._in_flight]
             downloads.pause(started)

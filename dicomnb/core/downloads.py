@@ -59,6 +59,8 @@ UNFINISHED = (QUEUED, RUNNING, PAUSED, INCOMPLETE, INTERRUPTED)
 
 #: Seconds between two progress reports to the subscribers (at most ~10 a second).
 UPDATE_INTERVAL = 0.1
+#: Seconds between two looks at a cancel event (a pause waits for the next one).
+CANCEL_POLL = 0.01
 #: Seconds between two saves of a running job's counts (its state changes are saved at once).
 SAVE_INTERVAL = 1.0
 #: Seconds between two tries to take a series lock another job holds.
@@ -751,7 +753,9 @@ class DownloadManager:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._changed.wait(min(left, 0.05) if left is not None else 0.05)
+                # jobs notify their changes; only a cancel (an Event, which cannot) is polled for
+                poll = CANCEL_POLL if cancel is not None else 0.05
+                self._changed.wait(min(left, poll) if left is not None else poll)
         self._touch()
         return True
 

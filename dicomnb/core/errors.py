@@ -18,7 +18,9 @@ always enough; the subclasses say what went wrong precisely enough for a dialog 
     │   ├── DropRejected           a drop that is none of the three accepted cases
     │   ├── DecoderMissing         pixel data needs a decoder that is not installed
     │   ├── ConfigError            a node, preset or config file that cannot be used
-    │   └── CriteriaError          search criteria that cannot be sent (a bad date, from > to)
+    │   ├── CriteriaError          search criteria that cannot be sent (a bad date, from > to)
+    │   ├── ManifestError          a Weasis manifest (XML or JSON) that cannot be read
+    │   └── CommandError           a Weasis command or weasis:// URI that cannot be parsed
     ├── SourceError                a remote source failed (network issues)
     │   ├── ConnectionFailed       no association: refused, unreachable, timed out, TLS refused
     │   ├── AssociationRejected    the peer rejected the association (result, source, reason)
@@ -44,6 +46,7 @@ __all__ = [
     "AssociationAborted",
     "AssociationRejected",
     "AuthenticationFailed",
+    "CommandError",
     "ConfigError",
     "ConnectionFailed",
     "CriteriaError",
@@ -56,6 +59,7 @@ __all__ = [
     "DropRejected",
     "InputError",
     "MalformedResponse",
+    "ManifestError",
     "NotDicomError",
     "PasswordError",
     "PasswordRequired",
@@ -127,6 +131,18 @@ class ConfigError(InputError):
 
 class CriteriaError(InputError):
     """Search criteria that cannot be turned into a query (a bad date, a range backwards)."""
+
+
+class ManifestError(InputError):
+    """A Weasis manifest that cannot be used: not XML or JSON, not gzip or base64 as it claims,
+    another root or namespace, an unknown version, or a required attribute missing (baseUrl,
+    a UID). The message says where (line or JSON path) and what to fix."""
+
+
+class CommandError(InputError):
+    """A Weasis command (``$dicom:get -l PATH``...) or ``weasis://`` URI that cannot be parsed:
+    an unknown command or option, a missing value, unbalanced quotes. The message names the
+    supported commands or options."""
 
 
 class SourceError(DicomnbError):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import ipywidgets
 import pytest
 import pyzipper
 
@@ -113,6 +115,18 @@ def test_the_path_browser_walks_folders_and_picks(sample_tree: Path) -> None:
     only_zips = PathField("zip", "a zip", suffixes=(".zip",))
     only_zips.show_folder(sample_tree)
     assert [label for label, _ in only_zips.entries.options] == ["sub/"]
+
+
+def test_a_folder_that_cannot_be_read_leaves_the_browser_where_it_was(sample_tree: Path) -> None:
+    field = PathField("dicomdir", "a DICOMDIR")
+    field.show_folder(sample_tree)
+    listed = list(field.entries.options)
+    field.show_folder(sample_tree / "gone")  # removed meanwhile, or not readable
+    assert field.folder == sample_tree and list(field.entries.options) == listed
+    # the folder named first is the one listed, and the one "Use this folder" takes
+    assert field.location.value.startswith(f"<b>{sample_tree}</b> ({sample_tree / 'gone'} cannot be read: ")
+    field.use_folder.click()
+    assert field.value == str(sample_tree)
 
 
 @pytest.fixture
@@ -311,3 +325,209 @@ def test_a_dialog_opened_in_a_cell_shows_once(tmp_path: Path) -> None:
     assert views == [["display_data"], ["display_data"], ["execute_result"]]
     assert notebook.cells[0].outputs[-1]["data"] == {"text/plain": "<dicomnb import dialog: 0 instances in the catalog>"}
     nbformat.validate(notebook)
+
+
+def every_widget(widget: object) -> Iterator[object]:
+    """``widget`` and all it holds: its children (each with all it holds), its layout and style."""
+    yield widget
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if part is not None and hasattr(part, "comm"):
+            yield part
+    for child in getattr(widget, "children", ()):
+        yield from every_widget(child)
+
+
+def test_the_busy_line_is_hidden_once_the_work_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dicomnb.widgets import common
+
+    real_show = common.show
+
+    def slow_to_hide(widget: object, visible: bool) -> None:
+        if not visible and threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)  # a busy kernel: the worker thread hides the line late
+        real_show(widget, visible)
+
+    monkeypatch.setattr(common, "show", slow_to_hide)
+    busy = ipywidgets.HTML("Working…")
+    worker = Worker(Alert(), busy)
+    worker.run("quick", lambda cancel: "done")
+    assert worker.wait(5) and not shown(busy)
+
+
+def test_an_import_replaced_by_another_does_not_ask_for_its_password(
+        dialog: ImportDialog, encrypted_zip: Path, sample_tree: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "plain.zip"
+    with pyzipper.ZipFile(plain, "w") as zf:
+        zf.write(sample_tree / "CT_small.dcm", "CT_small.dcm")
+    reading, release = threading.Event(), threading.Event()
+    real_import_zip = dicomnb.api.import_zip
+
+    def slow_for_the_encrypted_one(path: str, **options: object) -> dicomnb.ImportReport:
+        if Path(path) == encrypted_zip:
+            reading.set()
+            assert release.wait(30)
+        return real_import_zip(path, **options)
+
+    monkeypatch.setattr(dicomnb.api, "import_zip", slow_for_the_encrypted_one)
+    tab = dialog.zip
+    tab.path.value = str(encrypted_zip)
+    tab.import_button.click()
+    assert reading.wait(10)
+    first = tab.worker._task
+    tab.path.value = str(plain)  # the user chose another archive meanwhile
+    tab.import_button.click()
+    assert tab.wait(WAIT) and dialog.alert.level == "success" and len(dicomnb.catalog.instances) == 1
+    release.set()  # the first import now finds its archive encrypted
+    assert first is not None and first.finished.wait(WAIT)
+    assert not shown(tab.prompt), tab.reason.value  # it was replaced: it has nothing to ask
+    assert dialog.alert.level == "success"
+    # the prompt names the archive it is about: choosing another one takes it away
+    tab.path.value = str(encrypted_zip)
+    tab.import_button.click()
+    assert tab.wait(WAIT) and shown(tab.prompt)
+    tab.password.value = "typed"
+    tab.path.value = str(plain)
+    assert not shown(tab.prompt) and tab.password.value == ""
+
+
+def test_a_failed_dicomdir_import_does_not_show_the_last_ones_tree(dialog: ImportDialog, test_files: Path,
+                                                                   tmp_path: Path) -> None:
+    tab = dialog.dicomdir
+    for name in ("cd", "dvd"):
+        shutil.copytree(test_files / "dicomdirtests", tmp_path / name)
+    assert tab.detect_media([str(tmp_path)]) == [tmp_path / "cd", tmp_path / "dvd"]
+    assert dialog.alert.message == f"Found 2 media with a DICOMDIR: {tmp_path / 'cd'}"
+    tab.import_button.click()
+    assert tab.wait(WAIT) and "Patient" in tab.tree.value
+    tab.path.value = str(tmp_path / "nowhere")
+    tab.import_button.click()
+    assert tab.wait(WAIT) and dialog.alert.level == "error"
+    assert tab.tree.value == ""  # the tree shown was of another DICOMDIR
+
+
+def test_detect_cd_rom_looks_off_the_main_thread(dialog: ImportDialog, test_files: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import dicomnb.sources.dicomdir
+
+    media = tmp_path / "cd"
+    shutil.copytree(test_files / "dicomdirtests", media)
+    spinning, threads = threading.Event(), []
+
+    def slow_drive(roots: object = None) -> list[Path]:
+        threads.append(threading.current_thread().name)
+        assert spinning.wait(10)  # a CD spinning up
+        return [media]
+
+    monkeypatch.setattr(dicomnb.sources.dicomdir, "detect_cdrom", slow_drive)
+    tab = dialog.dicomdir
+    started = time.monotonic()
+    tab.detect.click()
+    assert time.monotonic() - started < 0.5  # the click returns at once: the notebook does not freeze
+    assert tab.detect.disabled and tab.detect.description == "Detecting…"
+    spinning.set()
+    assert tab.wait(WAIT)
+    assert tab.path.value == str(media) and not tab.detect.disabled and tab.detect.description == "Detect CD-ROM"
+    assert threads == ["dicomnb-Detect CD-ROM"]
+
+
+def test_closing_the_dialog_stops_its_work_removes_a_drop_under_way_and_closes_every_widget(
+        isolated_cache: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = dicomnb.dialog(display=False)
+    reading, stopped = threading.Event(), threading.Event()
+
+    def endless(paths: object, *, cancel: threading.Event, **options: object) -> dicomnb.ImportReport:
+        reading.set()
+        if cancel.wait(10):
+            stopped.set()
+        return dicomnb.ImportReport(stopped=True)
+
+    monkeypatch.setattr(dicomnb.api, "get", endless)
+    made.local.path.value = str(sample_tree)
+    made.local.import_button.click()
+    assert reading.wait(10)
+    zone = made.drop.zone
+    zone.receive({"kind": "begin", "drop": "d", "items": [{"name": "study", "folder": True}], "count": 1,
+                  "bytes": 100})
+    zone.receive({"kind": "file", "drop": "d", "path": "study/CT", "size": 100, "offset": 0, "index": 0,
+                  "count": 1}, [b"x" * 50])  # half of it: the page was closed before the rest came
+    assert any(path.is_file() for path in (isolated_cache / "dropped").rglob("*"))
+    everything = list(every_widget(made))
+    assert all(widget.comm is not None for widget in everything)
+
+    made.close()
+    assert stopped.wait(5)  # the import under way was told to stop
+    assert not any((isolated_cache / "dropped").iterdir())  # the half drop is gone
+    assert [widget for widget in everything if widget.comm is not None] == []
+
+
+def test_the_explorer_lists_the_images_an_import_brought(sample_tree: Path) -> None:
+    dicomnb.import_local(sample_tree)
+    explorer = Explorer(dicomnb.catalog, thumbnail=lambda uid: None)
+    assert "Images" in explorer.view.options
+    explorer.view.value = "Images"
+    assert "1 rows; page 1 of 1" in explorer.table.value and "photo.png" in explorer.table.value
+    explorer.close()
+
+
+def test_waiting_for_thumbnails_ends_when_the_catalog_was_emptied(sample_tree: Path) -> None:
+    dicomnb.import_local(sample_tree)
+    release = threading.Event()
+    explorer = Explorer(dicomnb.catalog, thumbnail=lambda uid: release.wait(10) and None)
+    try:
+        assert not explorer.wait_thumbnails(0.1)  # making them: slow
+        dicomnb.catalog.clear()
+        explorer.refresh()
+        assert "Nothing imported yet" in explorer.tree.children[0].value
+        assert explorer.wait_thumbnails(2)  # no series: no thumbnail to wait for
+    finally:
+        release.set()
+        explorer.close()
+
+
+class HeldCatalog:
+    """The catalog, with the first look at its series held until ``go`` is set."""
+
+    def __init__(self) -> None:
+        self.hold = False
+        self.reading, self.go = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(dicomnb.catalog, name)
+
+    @property
+    def series(self) -> object:
+        frame = dicomnb.catalog.series
+        if self.hold:
+            self.hold = False
+            self.reading.set()
+            assert self.go.wait(10)
+        return frame
+
+
+def explorer_rows(explorer: Explorer) -> list[object]:
+    return [w for block in explorer.tree.children for w in getattr(block, "children", ())
+            if "dicomnb-explorer-series" in w._dom_classes]
+
+
+def test_an_older_look_at_the_catalog_never_replaces_a_newer_one(sample_tree: Path) -> None:
+    catalog = HeldCatalog()
+    explorer = Explorer(catalog, thumbnail=lambda uid: None)
+    catalog.hold = True
+    older = threading.Thread(target=explorer.refresh, name="older import")
+    older.start()
+    assert catalog.reading.wait(5)  # it has read the catalog, empty then
+    dicomnb.import_local(sample_tree)
+    newer = threading.Thread(target=explorer.refresh, name="newer import")
+    newer.start()
+    newer.join(0.5)
+    catalog.go.set()
+    older.join(10)
+    newer.join(10)
+    assert len(explorer_rows(explorer)) == 4  # the newer look stays
+    # a refresh closes the widgets of the tree it replaces
+    before = explorer_rows(explorer)
+    explorer.refresh()
+    assert [w for row in before for w in every_widget(row) if w.comm is not None] == []
+    assert all(row.comm is not None for row in explorer_rows(explorer))
+    explorer.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ class Dialog:
                                    "buffers": [memoryview(buffer) for buffer in buffers]})
 
     def drop(self, items: Sequence[tuple[str, bool]], files: Files, *, drop: str = "drop-1",
-             chunk: int = CHUNK_BYTES) -> None:
-        """What the zone's drop handler sends: begin, each file in pieces of ``chunk`` bytes, end."""
+             chunk: int = CHUNK_BYTES, wait: bool = True) -> None:
+        """What the zone's drop handler sends: begin, each file in pieces of ``chunk`` bytes, end;
+        then (``wait``) wait for the import."""
         self.deliver({"kind": "begin", "drop": drop, "items": [{"name": n, "folder": f} for n, f in items],
                       "count": len(files), "bytes": sum(len(data) for _, data in files)})
         for index, (path, data) in enumerate(files):
@@ -59,7 +61,8 @@ class Dialog:
                 if offset >= len(data):
                     break
         self.deliver({"kind": "end", "drop": drop, "count": len(files)})
-        assert self.tab.wait(60)
+        if wait:
+            assert self.tab.wait(60)
 
 
 def folder_files(root: Path, name: str) -> list[tuple[str, bytes]]:
@@ -284,3 +287,56 @@ def test_each_drop_lands_in_a_folder_of_its_own(monkeypatch: pytest.MonkeyPatch,
     assert first.paths[0].read_bytes() == CT and second.paths[0].read_bytes() == MR
     assert len(staged_files(isolated_cache)) == 3
     assert {dicomnb.catalog.dataset(u).SOPInstanceUID for u in (uid(CT), uid(MR))} == {uid(CT), uid(MR)}
+
+
+class HeldImport:
+    """The Drop tab's import, held at its first drop until ``release`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import dicomnb.widgets.droptab as droptab
+
+        self.importing, self.release = threading.Event(), threading.Event()
+        self.real = droptab.import_staged
+        monkeypatch.setattr(droptab, "import_staged", self)
+
+    def __call__(self, staged: Any, **watch: Any) -> ImportReport:
+        if not self.importing.is_set():
+            self.importing.set()
+            assert self.release.wait(30)
+        return self.real(staged, **watch)
+
+
+def test_a_drop_that_lands_during_an_import_is_imported_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    dialog = Dialog(monkeypatch, to_dialog=True)
+    held = HeldImport(monkeypatch)
+    dialog.drop([("CT_small.dcm", False)], [("CT_small.dcm", CT)], wait=False)
+    assert held.importing.wait(10)
+    dialog.drop([("MR_small.dcm", False)], [("MR_small.dcm", MR)], drop="drop-2", wait=False)
+    assert "imported after the drop before it" in dialog.tab.zone.status
+    held.release.set()
+    assert dialog.tab.wait(60)
+    # each drop imported whole, in the order they landed, each with its report
+    assert [[r.SOPInstanceUID for r in report.instances] for report, _ in dialog.reports] == [[uid(CT)], [uid(MR)]]
+    assert not any(report.stopped for report, _ in dialog.reports)
+    assert set(dicomnb.catalog.instances["SOPInstanceUID"]) == {uid(CT), uid(MR)}
+    assert dialog.tab.zone.status == ""
+    dialog.drop([("CT_small.dcm", False)], [("CT_small.dcm", CT)], drop="drop-3")  # and the next one as before
+    assert len(dialog.reports) == 3
+
+
+def test_stop_stops_the_import_and_removes_the_drops_waiting(monkeypatch: pytest.MonkeyPatch,
+                                                              isolated_cache: Path) -> None:
+    dialog = Dialog(monkeypatch, to_dialog=True)
+    held = HeldImport(monkeypatch)
+    dialog.drop([("CT_small.dcm", False)], [("CT_small.dcm", CT)], wait=False)
+    assert held.importing.wait(10)
+    dialog.drop([("MR_small.dcm", False)], [("MR_small.dcm", MR)], drop="drop-2", wait=False)
+    waiting = dialog.tab.zone.last
+    assert waiting is not None and waiting.folder.is_dir()
+    dialog.tab.stop_button.click()
+    held.release.set()
+    assert dialog.tab.wait(60)
+    [(report, _)] = dialog.reports
+    assert report.stopped and uid(MR) not in set(dicomnb.catalog.instances["SOPInstanceUID"])
+    assert not waiting.folder.exists()  # not imported, so not kept
+    assert dialog.tab.zone.status == "Stopped: 1 drop not imported; drop again to import."

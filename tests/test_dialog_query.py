@@ -283,6 +283,129 @@ def test_series_selection_within_a_study() -> None:
     assert asked == ["1.0"] and len(table.series_rows("1.0")) == 3
 
 
+def test_a_tick_while_another_thread_fills_the_table_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ResultsTable(on_expand=lambda uid: None)
+    table.show_rows([{"StudyInstanceUID": f"1.{n}", "PatientName": f"P^{n}"} for n in range(3)], "3 studies")
+    table.expand("1.0")
+    other = table.displayed()[1]
+    inside, release = threading.Event(), threading.Event()
+    real_fill = table._fill_series
+
+    def slow_fill(row: StudyRow, box: Any) -> None:
+        if threading.current_thread().name == "series listing":
+            inside.set()
+            assert release.wait(10)
+        real_fill(row, box)
+
+    monkeypatch.setattr(table, "_fill_series", slow_fill)
+    listing = threading.Thread(target=table.set_series, name="series listing",
+                               args=("1.0", [{"SeriesInstanceUID": "1.0.1", "SeriesNumber": 1}]))
+    listing.start()
+    assert inside.wait(5)  # the series arrived: the table shows them (from the listing's thread)
+    tick = threading.Thread(target=setattr, args=(other.select, "value", True), name="kernel")
+    tick.start()  # meanwhile the user ticks another study
+    tick.join(0.5)
+    release.set()
+    listing.join(5)
+    tick.join(5)
+    assert other.select.value and table.selection() == [("1.1", None)]
+    assert table.selected_text.value == "1 study selected"
+
+
+def series_note(table: ResultsTable, row: StudyRow) -> str:
+    """What an expanded study says in place of its series."""
+    box = table.body.children[table.body.children.index(row) + 1]
+    return " ".join(child.value for child in box.children if "dicomnb-results-series-note" in css(child))
+
+
+def test_a_study_whose_series_could_not_be_listed_is_listed_again_when_expanded_again() -> None:
+    asked: list[str] = []
+    table = ResultsTable(on_expand=asked.append)
+    table.show_rows([{"StudyInstanceUID": "1.0", "PatientName": "P^0"}], "1 study")
+    row = table.displayed()[0]
+    row.expand.click()
+    assert asked == ["1.0"] and "Listing the series" in series_note(table, row)
+    row.expand.click()
+    row.expand.click()  # while it is being listed: not asked twice
+    assert asked == ["1.0"]
+    table.set_series("1.0", None, "The series could not be listed: connection refused")
+    assert "connection refused" in series_note(table, row)
+    row.expand.click()
+    row.expand.click()  # the archive is back: collapse and expand to try again
+    assert asked == ["1.0", "1.0"] and "Listing the series" in series_note(table, row)
+    table.set_series("1.0", [{"SeriesInstanceUID": "1.0.1", "SeriesNumber": 1}])
+    assert [r.uid for r in table.series_rows("1.0")] == ["1.0.1"]
+
+
+def test_series_rows_made_again_leave_no_widget_open() -> None:
+    table = ResultsTable(on_expand=lambda uid: None)
+    table.show_rows([{"StudyInstanceUID": f"1.{n}", "PatientName": f"P^{n}"} for n in range(PAGE_SIZE + 1)])
+    table.expand("1.0")
+    table.set_series("1.0", [{"SeriesInstanceUID": f"1.0.{n}", "SeriesNumber": n} for n in (1, 2)])
+    before = table.series_rows("1.0")
+    parts = [part for row in before for widget in walk(row)
+             for part in (widget, widget.layout, getattr(widget, "style", None)) if part is not None]
+    table.next.click()
+    table.prev.click()  # the study's series rows are made again
+    assert len(table.series_rows("1.0")) == 2
+    assert [part for part in parts if part.comm is not None] == []  # the old ones, closed whole
+
+
+def test_the_node_editor_speaks_of_the_node_it_shows(make_tab: Callable[[], QueryTab],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    dicomnb.add_node("pacs", aet="PACS", host="127.0.0.1", port=104)
+    dicomnb.add_node("cloud", dicomweb="http://127.0.0.1:8042/dicom-web")
+    answering, release = threading.Event(), threading.Event()
+
+    def slow_echo(node: Any) -> float:
+        answering.set()
+        assert release.wait(10)
+        return 0.002
+
+    monkeypatch.setattr(dicomnb, "echo", slow_echo)
+    tab = make_tab()
+    tab.node.value = "pacs"
+    tab.more.value = True
+    test = tab.editor.test_node()
+    assert answering.wait(5)
+    tab.node.value = "cloud"  # the editor shows another node before the answer comes
+    release.set()
+    assert test.finished.wait(5)
+    assert tab.editor.name.value == "cloud" and tab.editor.result.value == "" and tab.editor.last_test is None
+    # the line saying what the fields make follows the name too
+    tab.editor.new.click()
+    tab.editor.name.value = "demo"
+    assert DEMO_LABEL in tab.editor.kind.value
+    tab.editor.name.value = "pacs"
+    assert tab.editor.kind.value == ""
+
+
+def test_the_retry_says_so_when_nothing_is_downloaded_again() -> None:
+    class NothingMissing:
+        def retry_missing(self, ids: Any) -> list[Any]:
+            return []  # the jobs were completed from the download panel meanwhile
+
+    tab = QueryTab(alert=Alert(), downloads=NothingMissing())
+    try:
+        assert tab.retry(["job-1"]) == []
+        assert tab.alert.level == "info" and "0 series" not in tab.alert.message
+        assert tab.alert.message.startswith("No download was started again: nothing is missing any more")
+    finally:
+        tab.close()
+
+
+def test_clear_empties_the_criteria_when_the_presets_cannot_be_saved(make_tab: Callable[[], QueryTab],
+                                                                     isolated_config: Path) -> None:
+    tab = make_tab()
+    tab.criteria.text.value = "Doe*"
+    tab.criteria.modalities.value = ("CT",)
+    (isolated_config / "presets.json").write_text("{ not JSON")
+    tab.clear_button.click()
+    assert tab.criteria.criteria() == dicomnb.SearchCriteria() and tab.criteria.text.value == ""
+    assert tab.criteria.modalities.value == () and tab.criteria.preset.value == EMPTY
+    assert tab.alert.level == "error" and "presets.json" in tab.alert.message  # and why it was not saved
+
+
 def test_ten_thousand_studies_show_one_page_of_small_widgets() -> None:
     rows = [{"StudyInstanceUID": f"1.2.826.0.1.{n}", "PatientName": f"Patient^{n:05d}", "PatientID": str(n),
              "StudyDate": "20240102", "ModalitiesInStudy": ["CT", "SEG"], "StudyDescription": "Chest " * 5}
@@ -311,7 +434,7 @@ def test_ten_thousand_studies_show_one_page_of_small_widgets() -> None:
     assert [row.texts["PatientName"] for row in table.displayed()] == [f"Patient^{n:05d}" for n in range(10_000, 10_007)]
     assert table.next.disabled and not table.prev.disabled
     table.select_all.value = True  # every study of the result, not only the page
-    assert len(table.selection()) == 10_007 and table.selected_text.value == "10007 studies selected"
+    assert len(table.selection()) == 10_007 and table.selected_text.value == "10,007 studies selected"
     table.displayed()[0].select.value = False
     assert len(table.selection()) == 10_006 and not table.select_all.value
     table.prev.click()
@@ -428,8 +551,9 @@ def one_then_wait(event: Any, release: threading.Event) -> Iterator[Any]:
     yield 0x0000, None
 
 
-@pytest.mark.integration
-def test_a_new_search_and_clear_cancel_the_running_one(make_tab: Callable[[], QueryTab]) -> None:
+@pytest.fixture
+def slow_tab(make_tab: Callable[[], QueryTab]) -> Iterator[QueryTab]:
+    """A tab on the archive node "slow", which answers one study, then takes its time over the rest."""
     require_module("pynetdicom")
     from test_query import ScriptedFind
 
@@ -438,23 +562,43 @@ def test_a_new_search_and_clear_cancel_the_running_one(make_tab: Callable[[], Qu
         dicomnb.add_node("slow", aet=peer.node.aet, host=peer.node.host, port=peer.node.port)
         tab = make_tab()
         tab.node.value = "slow"
-        first = tab.search()
-        assert first is not None
-        time.sleep(0.5)  # the first row has arrived, the rest will not
-        second = tab.search()
-        assert second is not None and first.cancel.is_set()
-        assert first.finished.wait(5), "the first search did not stop when a new one started"
-        assert first.result is not None and first.result.cancelled and len(first.result.rows) == 1
-        assert tab.results is None and "Searching slow" in tab.table.message.value  # its rows are dropped
-        time.sleep(0.5)
-        started = time.monotonic()
-        tab.clear_button.click()
-        assert second.cancel.is_set() and second.finished.wait(5) and time.monotonic() - started < 5
-        assert second.result is not None and second.result.cancelled
-        assert tab.results is None and not shown(tab.table.message) and tab.table.displayed() == []
-        assert not shown(tab.alert)
+        yield tab
     finally:
         peer.close()
+
+
+@pytest.mark.integration
+def test_a_new_search_and_clear_cancel_the_running_one(slow_tab: QueryTab) -> None:
+    tab = slow_tab
+    first = tab.search()
+    assert first is not None
+    time.sleep(0.5)  # the first row has arrived, the rest will not
+    second = tab.search()
+    assert second is not None and first.cancel.is_set()
+    assert first.finished.wait(5), "the first search did not stop when a new one started"
+    assert first.result is not None and first.result.cancelled and len(first.result.rows) == 1
+    assert tab.results is None and "Searching slow" in tab.table.message.value  # its rows are dropped
+    time.sleep(0.5)
+    started = time.monotonic()
+    tab.clear_button.click()
+    assert second.cancel.is_set() and second.finished.wait(5) and time.monotonic() - started < 5
+    assert second.result is not None and second.result.cancelled
+    assert tab.results is None and not shown(tab.table.message) and tab.table.displayed() == []
+    assert not shown(tab.alert)
+
+
+@pytest.mark.integration
+def test_stop_ends_a_search_and_shows_what_it_found(slow_tab: QueryTab) -> None:
+    tab = slow_tab
+    search = tab.search()
+    assert search is not None
+    time.sleep(0.5)  # the first row has arrived, the rest will not
+    assert shown(tab.busy) and "Searching slow" in tab.status.value
+    assert tab.stop_button.tooltip == "Stop the search: the studies found so far are shown"
+    tab.stop_button.click()
+    assert search.finished.wait(5) and tab.wait(5) and not shown(tab.busy)
+    assert tab.results is not None and tab.results.cancelled
+    assert [row.texts["PatientName"] for row in tab.table.displayed()] == ["First^Row"]
 
 
 @pytest.mark.integration

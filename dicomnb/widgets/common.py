@@ -1,7 +1,8 @@
 """What every part of the import dialog shares: buttons, the alert, and work off the main thread.
 
 - :func:`button`, :func:`show`, :func:`shown`: a button with its ``dicomnb-...`` CSS class
-  (the browser tests' selector), and showing or hiding a widget.
+  (the browser tests' selector), and showing or hiding a widget; :func:`close_tree` closes a
+  widget with all it holds.
 - :class:`Alert`: a visible message ("3 DICOM files cannot be read", "Connection to ORTHANC
   failed: ...") with its details on demand and, when there is one, an action button
   ("Download the missing files again").
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 else:
     widgets = import_optional_dependency("ipywidgets", "notebook")
 
-__all__ = ["Alert", "Tab", "Task", "Worker", "button", "describe_report", "plural", "show", "shown"]
+__all__ = ["Alert", "Tab", "Task", "Worker", "button", "close_children", "close_tree", "describe_report", "plural",
+           "show", "shown"]
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,9 +62,28 @@ def shown(widget: widgets.DOMWidget) -> bool:
     return widget.layout.display != _HIDDEN
 
 
+def close_children(widget: widgets.Widget) -> None:
+    """Close what ``widget`` holds: its children (each with all it holds), its layout and its style.
+
+    Closing a widget closes its own comm only: its layout and style stay registered in the
+    kernel (and its children with theirs) until they are closed too.
+    """
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            part.close()
+
+
+def close_tree(widget: widgets.Widget) -> None:
+    """Close ``widget`` and everything it holds (see :func:`close_children`)."""
+    widget.close()
+    close_children(widget)
+
+
 def plural(count: int, one: str, many: str | None = None) -> str:
     """``"1 study"``, ``"3 studies"``."""
-    return f"{count} {one if count == 1 else (many or one + 's')}"
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
 
 def describe_report(report: ImportReport) -> tuple[str, str, list[str]]:
@@ -217,8 +238,8 @@ class Worker:
             if self._task is not None:
                 self._task.cancel.set()
             self._task = task
-        if self.busy is not None:
-            show(self.busy, True)
+            if self.busy is not None:
+                show(self.busy, True)
         threading.Thread(target=self._run, args=(task, work, done), name=f"dicomnb-{name}", daemon=True).start()
         return task
 
@@ -237,11 +258,12 @@ class Worker:
             if self._task is task:
                 self.alert.show(f"{task.name} failed unexpectedly: {type(exc).__name__}: {exc}", "error")
         finally:
-            task.finished.set()
+            # under the lock: a run started meanwhile shows the busy line after this hides it
             with self._lock:
-                last = self._task is task
-            if last and self.busy is not None:
-                show(self.busy, False)
+                if self._task is task and self.busy is not None:
+                    show(self.busy, False)
+            # set last: whoever waits for the task finds the busy line hidden
+            task.finished.set()
 
     def stop(self) -> None:
         """Ask the running work to stop early; unlike :meth:`cancel`, its ``done`` still runs."""
@@ -253,10 +275,10 @@ class Worker:
         """Cancel the running work (its result is dropped)."""
         with self._lock:
             task, self._task = self._task, None
+            if self.busy is not None:
+                show(self.busy, False)
         if task is not None:
             task.cancel.set()
-        if self.busy is not None:
-            show(self.busy, False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the running work (and its ``done``) to end; False on timeout."""
@@ -319,3 +341,11 @@ class Tab(widgets.VBox):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for this tab's work to end (False on timeout)."""
         return self.worker.wait(timeout)
+
+    def close(self) -> None:
+        """Stop this tab's work and close its widgets."""
+        worker = getattr(self, "worker", None)  # absent when the tab failed half-made
+        if worker is not None:
+            worker.cancel()
+        super().close()
+        close_children(self)

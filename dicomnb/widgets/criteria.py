@@ -252,22 +252,28 @@ class CriteriaForm(widgets.VBox):
         if not self._quiet and change["new"] is not None:
             self.choose(change["new"])
 
-    def choose(self, name: str) -> None:
-        """Apply the preset ``name`` and remember it as the one chosen last."""
+    def choose(self, name: str) -> bool:
+        """Apply the preset ``name`` and remember it as the one chosen last; False (and the
+        alert says why) when the presets cannot be read or saved."""
         try:
             saved = dicomnb.presets()
             criteria = saved.choose(name)
         except DicomnbError as exc:
             self.alert.error(exc)
-            return
+            return False
         self._show_presets(saved.names(), name)
         self.apply(criteria)
         if self.on_change is not None:
             self.on_change()
+        return True
 
     def clear(self) -> None:
-        """Apply the preset "Empty" (no criteria)."""
-        self.choose(EMPTY)
+        """Apply the preset "Empty" (no criteria), even when the presets cannot be read or saved."""
+        if not self.choose(EMPTY):
+            self._show_presets(list(self.preset.options), EMPTY)
+            self.apply(BUILT_IN[EMPTY])
+            if self.on_change is not None:
+                self.on_change()
 
     def _ask_name(self) -> None:
         current = self.preset.value

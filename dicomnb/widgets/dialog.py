@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.deps import import_optional_dependency
 from dicomnb.core.report import ImportReport
-from dicomnb.widgets.common import Alert, Tab, describe_report
+from dicomnb.widgets.common import Alert, Tab, close_children, describe_report
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -113,10 +113,13 @@ class ImportDialog(widgets.VBox):
         return f"<dicomnb import dialog: {counts}>"
 
     def close(self) -> None:
+        """Close the dialog: the tabs' work stops, a drop still arriving is removed, the download
+        panel stops following the downloads (they go on), and every widget of it is closed."""
         panel = getattr(self, "downloads", None)  # absent when the dialog failed half-made
         if panel is not None:
             panel.close()
         super().close()
+        close_children(self)
 
 
 def dialog(*, display: bool = True) -> ImportDialog:

@@ -37,7 +37,7 @@ from dicomnb.core.downloads import (
     human_size,
 )
 from dicomnb.core.errors import DicomnbError
-from dicomnb.widgets.common import button, show, shown
+from dicomnb.widgets.common import button, close_children, close_tree, show, shown
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -78,12 +78,6 @@ def _bar_style(states: Iterable[str]) -> str:
         if style in styles:
             return style
     return ""
-
-
-def _close_tree(widget: widgets.Widget) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
 
 
 class SeriesRow(widgets.HBox):
@@ -232,7 +226,7 @@ class DownloadPanel(widgets.VBox):
             self.refreshes += 1
             ids = [status.id for status in progress.jobs]
             for gone in set(self.rows) - set(ids):
-                _close_tree(self.rows.pop(gone))
+                close_tree(self.rows.pop(gone))
             for status in progress.jobs:
                 row = self.rows.get(status.id)
                 if row is None:
@@ -319,6 +313,5 @@ class DownloadPanel(widgets.VBox):
             unsubscribe, self._unsubscribe = getattr(self, "_unsubscribe", None), None
         if unsubscribe is not None:
             unsubscribe()
-        for child in self.children:
-            _close_tree(child)
         super().close()
+        close_children(self)

@@ -34,7 +34,8 @@ NUL bytes are refused with :class:`~dicomnb.core.errors.UnsafePathError`), each 
 written under a temporary name and renamed once complete. An imported drop's files are kept:
 the catalog refers to them by path and reads pixels from them later; delete a folder under
 ``<cache_dir>/dropped`` when its instances are no longer needed. A drop that is refused,
-interrupted or not accepted by the drop rules is removed at once.
+interrupted or not accepted by the drop rules is removed at once, and so is one still
+arriving when the zone is closed.
 """
 
 from __future__ import annotations
@@ -556,6 +557,13 @@ class DropZone(anywidget.AnyWidget):
             message = content.get("message")
             raise InputError(f"the browser could not read the drop ({message}): drop it again")
         raise InputError(f"the drop zone sent a message of unknown kind {kind!r}")
+
+    def close(self) -> None:
+        """Close the zone; the drops still arriving are removed (no message will finish them)."""
+        drops, self._drops = getattr(self, "_drops", {}), {}
+        for incoming in drops.values():
+            incoming.discard()
+        super().close()
 
     def _fail(self, drop: str, exc: DicomnbError) -> None:
         incoming = self._drops.pop(drop, None)

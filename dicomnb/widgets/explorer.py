@@ -5,6 +5,10 @@ Each series row has an **Open** button that renders it in the viewer below the e
 series an import brought. The catalog's DataFrames (patients, studies, series, instances,
 and the errors, missing files, images and attachments) are one toggle away, shown a page at
 a time. Thumbnails are made off the main thread once the rows are shown.
+
+Imports end on their tabs' threads and refresh the explorer from there, while a user turns
+its views on the kernel's: a lock makes each refresh read the catalog and show it in one
+step, so an older look at the catalog never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.deps import import_optional_dependency
-from dicomnb.widgets.common import button, plural, show
+from dicomnb.widgets.common import button, close_children, close_tree, plural, show
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -28,7 +32,7 @@ __all__ = ["EXPLORER_SERIES", "Explorer"]
 EXPLORER_SERIES = 60
 #: Rows of a DataFrame shown at once.
 FRAME_ROWS = 50
-_VIEWS = ("Explorer", "Patients", "Studies", "Series", "Instances", "Errors", "Missing", "Attachments")
+_VIEWS = ("Explorer", "Patients", "Studies", "Series", "Instances", "Errors", "Missing", "Images", "Attachments")
 
 
 def _missing(value: Any) -> bool:
@@ -69,6 +73,7 @@ class Explorer(widgets.VBox):
         self.viewer.add_class("dicomnb-viewer")
         self.thumbnails: dict[str, widgets.Image] = {}
         self._generation = 0
+        self._lock = threading.RLock()
         self._thumbs_done = threading.Event()
         self._thumbs_done.set()
         self.view.observe(lambda change: self.refresh(), names="value")
@@ -80,21 +85,29 @@ class Explorer(widgets.VBox):
     # -- the tree ---------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Show the catalog as it is now (the tree, or the DataFrame chosen)."""
-        tree_view = self.view.value == "Explorer"
-        show(self.tree, tree_view)
-        show(self.frame_box, not tree_view)
-        if tree_view:
-            self._build_tree()
-        else:
-            self.page.value = 1
-            self._show_frame()
+        with self._lock:
+            tree_view = self.view.value == "Explorer"
+            show(self.tree, tree_view)
+            show(self.frame_box, not tree_view)
+            if tree_view:
+                self._build_tree()
+            else:
+                self.page.value = 1
+                self._show_frame()
+
+    def _show_tree(self, blocks: list[widgets.Widget]) -> None:
+        """Show ``blocks`` as the tree; the widgets of the tree they replace are closed."""
+        old, self.tree.children = self.tree.children, tuple(blocks)
+        for block in old:
+            close_tree(block)
 
     def _build_tree(self) -> None:
         series = self.catalog.series
         self._generation += 1
         if series.empty:
-            self.tree.children = (widgets.HTML("<i>Nothing imported yet.</i>"),)
+            self._show_tree([widgets.HTML("<i>Nothing imported yet.</i>")])
             self.thumbnails = {}
+            self._thumbs_done.set()  # the thumbnails under way were for a tree that is gone
             return
         patients = self.catalog.patients.set_index("PatientID", drop=False)
         studies = self.catalog.studies.set_index("StudyInstanceUID", drop=False)
@@ -132,7 +145,7 @@ class Explorer(widgets.VBox):
             blocks.append(widgets.HTML(f"<i>… and {len(series) - EXPLORER_SERIES} more series: "
                                        "see the Series view, or dicomnb.catalog.series.</i>"))
         self.thumbnails = thumbnails
-        self.tree.children = tuple(blocks)
+        self._show_tree(blocks)
         self._make_thumbnails(self._generation, dict(thumbnails))
 
     def _series_row(self, item: Any, thumbnails: dict[str, widgets.Image]) -> widgets.Widget:
@@ -172,22 +185,31 @@ class Explorer(widgets.VBox):
         """Wait until the shown series have their thumbnails (False on timeout)."""
         return self._thumbs_done.wait(timeout)
 
+    def close(self) -> None:
+        """Stop making thumbnails; close the explorer's widgets."""
+        if hasattr(self, "_thumbs_done"):  # absent when the explorer failed half-made
+            self._generation += 1  # the thumbnails' thread stops before its next series
+            self._thumbs_done.set()
+        super().close()
+        close_children(self)
+
     # -- the DataFrames ---------------------------------------------------------------------------
     def frame(self, view: str | None = None) -> Any:
         """The catalog's DataFrame of a view ("Patients", "Studies", ...; default the one shown)."""
         return getattr(self.catalog, (view or self.view.value).lower())
 
     def _show_frame(self) -> None:
-        if self.view.value == "Explorer":
-            return
-        frame = self.frame()
-        pages = max(1, -(-len(frame) // FRAME_ROWS))
-        self.page.max = pages
-        page = min(self.page.value, pages)
-        start = (page - 1) * FRAME_ROWS
-        shown_rows = frame.iloc[start:start + FRAME_ROWS]
-        self.table.value = (f"<div>{len(frame)} rows; page {page} of {pages}</div>"
-                            f"<div style='max-height:24em;overflow:auto'>{shown_rows.to_html(index=False)}</div>")
+        with self._lock:
+            if self.view.value == "Explorer":
+                return
+            frame = self.frame()
+            pages = max(1, -(-len(frame) // FRAME_ROWS))
+            self.page.max = pages
+            page = min(self.page.value, pages)
+            start = (page - 1) * FRAME_ROWS
+            shown_rows = frame.iloc[start:start + FRAME_ROWS]
+            self.table.value = (f"<div>{len(frame)} rows; page {page} of {pages}</div>"
+                                f"<div style='max-height:24em;overflow:auto'>{shown_rows.to_html(index=False)}</div>")
 
     # -- the viewer -------------------------------------------------------------------------------
     def open_series(self, series_uid: str) -> None:

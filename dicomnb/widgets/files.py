@@ -21,7 +21,7 @@ from dicomnb.core.deps import import_optional_dependency
 from dicomnb.core.errors import PasswordRequired, WrongPassword
 from dicomnb.core.report import ImportReport
 from dicomnb.core.store import atomic_write, cache_folder, key_for, safe_name
-from dicomnb.widgets.common import Alert, Tab, button, show, shown
+from dicomnb.widgets.common import Alert, Tab, Task, Worker, button, plural, show, shown
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -33,6 +33,8 @@ __all__ = ["DicomdirTab", "LocalTab", "PathField", "ZipTab"]
 Imported = Callable[[ImportReport, bool], object]
 #: Entries a browser lists at most (a folder of 100,000 files stays usable).
 BROWSER_ENTRIES = 500
+#: The label of the DICOMDIR tab's button that looks for mounted media.
+DETECT_LABEL = "Detect CD-ROM"
 
 
 class PathField(widgets.VBox):
@@ -93,7 +95,9 @@ class PathField(widgets.VBox):
             with os.scandir(folder) as scan:
                 found = sorted(scan, key=lambda e: (not e.is_dir(), e.name.lower()))
         except OSError as exc:
-            self.location.value = f"<b>{html.escape(str(folder))}</b>: cannot be read ({html.escape(exc.strerror or str(exc))})"
+            # the folder listed (and taken by "Use this folder") stays the one before: say both
+            self.location.value = (f"<b>{html.escape(str(self.folder))}</b> ({html.escape(str(folder))} cannot be "
+                                   f"read: {html.escape(exc.strerror or str(exc))})")
             return
         self.folder = folder
         options = [(entry.name + "/", entry.path) for entry in found if entry.is_dir()]
@@ -185,6 +189,8 @@ class ZipTab(Tab):
         self.import_button = button("Import", "dicomnb-zip-import", "Import this archive", button_style="primary")
         self.import_button.on_click(lambda _: self.import_())
         self.upload.observe(lambda change: self._uploaded(), names="value")
+        # the prompt is about the archive it names: another archive has not asked for a password
+        self.path.text.observe(lambda change: self._hide_prompt(), names="value")
         super().__init__([self.path, self.upload, widgets.HBox([self.copy, self.open_after]), self.prompt,
                           self.import_button], alert=alert, imported=imported, css="dicomnb-zip")
         show(self.prompt, False)
@@ -208,6 +214,10 @@ class ZipTab(Tab):
         show(self.prompt, True)
         self.password.value = ""
 
+    def _hide_prompt(self) -> None:
+        show(self.prompt, False)
+        self.password.value = ""
+
     def import_(self) -> None:
         """Import the archive (with the password typed, once asked for)."""
         path = self.path.value.strip()
@@ -218,25 +228,25 @@ class ZipTab(Tab):
         copy, open_after = self.copy.value, self.open_after.value
         self.alert.clear()
 
-        def work(cancel: threading.Event) -> ImportReport | None:
+        def work(cancel: threading.Event) -> ImportReport | str:
+            """The import's report, or why a password is asked for."""
             from dicomnb.api import import_zip
 
             try:
-                report = import_zip(os.path.expanduser(path), password=password or None, copy=copy,
-                                    progress=self.progress, cancel=cancel)
+                return import_zip(os.path.expanduser(path), password=password or None, copy=copy,
+                                  progress=self.progress, cancel=cancel)
             except PasswordRequired:
-                self.ask_password(f"{os.path.basename(path)} is encrypted: enter its password.")
-                return None
+                return f"{os.path.basename(path)} is encrypted: enter its password."
             except WrongPassword:
-                self.ask_password(f"The password does not open {os.path.basename(path)}: try again.")
-                return None
-            show(self.prompt, False)
-            self.password.value = ""
-            return report
+                return f"The password does not open {os.path.basename(path)}: try again."
 
-        def done(report: ImportReport | None) -> None:
-            if report is not None:
-                self.imported(report, open_after)
+        # the prompt changes only in ``done``, which an import replaced by a newer one never reaches
+        def done(outcome: ImportReport | str) -> None:
+            if isinstance(outcome, str):
+                self.ask_password(outcome)
+                return
+            self._hide_prompt()
+            self.imported(outcome, open_after)
 
         self.run("Import", work, done)
 
@@ -250,8 +260,10 @@ class DicomdirTab(Tab):
 
     def __init__(self, *, alert: Alert, imported: Imported | None = None) -> None:
         self.path = PathField("dicomdir", "A DICOMDIR, or the folder (CD/DVD) that holds it")
-        self.detect = button("Detect CD-ROM", "dicomnb-dicomdir-detect", "Find mounted media with a DICOMDIR")
-        self.detect.on_click(lambda _: self.detect_media())
+        self.detect = button(DETECT_LABEL, "dicomnb-dicomdir-detect", "Find mounted media with a DICOMDIR")
+        self.detect.on_click(lambda _: self.detect_in_background())
+        # a worker of its own: looking for media does not stop an import under way
+        self.detector = Worker(alert)
         self.media = widgets.Dropdown(options=[], description="Media")
         self.media.add_class("dicomnb-dicomdir-media")
         self.media.observe(self._media_chosen, names="value")
@@ -270,6 +282,19 @@ class DicomdirTab(Tab):
         if change["new"]:
             self.path.value = change["new"]
 
+    def detect_in_background(self, roots: list[str] | None = None) -> Task[list[Path]]:
+        """:meth:`detect_media` off the main thread (a CD can take seconds to spin up and answer),
+        the button disabled meanwhile (what **Detect CD-ROM** does)."""
+        self.detect.disabled, self.detect.description = True, "Detecting…"
+
+        def work(cancel: threading.Event) -> list[Path]:
+            try:
+                return self.detect_media(roots)
+            finally:
+                self.detect.disabled, self.detect.description = False, DETECT_LABEL
+
+        return self.detector.run("Detect CD-ROM", work)
+
     def detect_media(self, roots: list[str] | None = None) -> list[Path]:
         """Look for mounted media with a DICOMDIR; the first found becomes the path."""
         from dicomnb.sources.dicomdir import detect_cdrom
@@ -279,8 +304,7 @@ class DicomdirTab(Tab):
         show(self.media, len(found) > 1)
         if found:
             self.path.value = str(found[0])
-            self.alert.show(f"Found {len(found)} medium{'s' if len(found) > 1 else ''} with a DICOMDIR: {found[0]}",
-                            "info")
+            self.alert.show(f"Found {plural(len(found), 'medium', 'media')} with a DICOMDIR: {found[0]}", "info")
         else:
             self.alert.show("No CD/DVD or mounted medium with a DICOMDIR was found: give the path.", "warning")
         return found
@@ -293,6 +317,7 @@ class DicomdirTab(Tab):
             return
         copy, open_after = self.copy.value, self.open_after.value
         self.alert.clear()
+        self.tree.value = ""  # the tree shown is the last import's: not this one's, should it fail
 
         def work(cancel: threading.Event) -> ImportReport:
             from dicomnb.api import import_dicomdir
@@ -304,6 +329,10 @@ class DicomdirTab(Tab):
             self.imported(report, open_after)
 
         self.run("Import", work, done)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the import and the media detection under way (False on timeout)."""
+        return self.worker.wait(timeout) and self.detector.wait(timeout)
 
 
 #: DICOMDIR tree statuses and how the tree marks them.

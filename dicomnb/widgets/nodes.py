@@ -203,7 +203,7 @@ class NodeEditor(widgets.VBox):
         self.result = widgets.HTML()
         self.result.add_class("dicomnb-nodes-result")
         self.worker = Worker(alert)
-        for field in (self.aet, self.host, self.port, self.url):
+        for field in (self.name, self.aet, self.host, self.port, self.url):
             field.observe(lambda _: self._show_kind(), names="value")
         self.new.on_click(lambda _: self.load(None))
         self.save.on_click(lambda _: self.save_node())
@@ -224,7 +224,11 @@ class NodeEditor(widgets.VBox):
 
     # -- fields --------------------------------------------------------------------------------------
     def load(self, node: AnyNode | None, name: str = "") -> None:
-        """Show ``node`` in the fields (empty fields, named ``name``, when None)."""
+        """Show ``node`` in the fields (empty fields, named ``name``, when None).
+
+        A test under way is dropped: its outcome is about the node shown before.
+        """
+        self.worker.cancel()
         self.name.value = node.name if node is not None else name
         if isinstance(node, DicomNode):
             self.aet.value, self.host.value, self.port.value = node.aet, node.host, str(node.port)

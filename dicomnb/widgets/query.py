@@ -166,6 +166,8 @@ class QueryTab(Tab):
         actions.add_class("dicomnb-qr-actions")
         super().__init__([archive, self.more_panel, self.criteria, actions, self.table], alert=alert,
                          imported=imported, css="dicomnb-qr")
+        # the tab's busy line is a search's (imports show in the download panel)
+        self.stop_button.tooltip = "Stop the search: the studies found so far are shown"
         self.refresh_nodes()
 
     # -- the archive -----------------------------------------------------------------------------------
@@ -251,6 +253,7 @@ class QueryTab(Tab):
         self._stop_expansions()
         self.results = None
         self.table.clear(f"Searching {label}…")
+        self.working(f"Searching {label}…")
 
         def work(cancel: threading.Event) -> QueryResult:
             try:
@@ -273,11 +276,11 @@ class QueryTab(Tab):
         """Stop a search under way, apply the preset "Empty" and empty the results."""
         self.worker.cancel()
         self._stop_expansions()
+        self.alert.clear()  # first: the presets' file may have something to say
         self.criteria.clear()
         self.results = None
         self.table.clear()
         self.page.value = 1
-        self.alert.clear()
 
     # -- series ------------------------------------------------------------------------------------------
     def _expand(self, study_uid: str) -> None:
@@ -393,11 +396,15 @@ class QueryTab(Tab):
         except DicomnbError as exc:
             self.alert.error(exc)
             return []
+        if not started:  # fetched since (the download panel's retry), or running already
+            self.alert.show("No download was started again: nothing is missing any more, or the downloads "
+                            "are under way; the download panel shows them.", "info")
+            return []
         self.alert.show(f"Downloading the missing files of {plural(len(started), 'series', 'series')} again: "
                         "the download panel shows the progress.", "info")
         return started
 
-    # -- waiting -----------------------------------------------------------------------------------------
+    # -- waiting and closing -----------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for everything under way in the tab (search, series, node test, imports); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -412,3 +419,15 @@ class QueryTab(Tab):
         for thread in threads:
             thread.join(left())
         return done and not any(thread.is_alive() for thread in threads)
+
+    def close(self) -> None:
+        """Stop the search, the series listings and a node test under way; close the tab's widgets.
+
+        Imports go on: their downloads belong to the download manager.
+        """
+        if hasattr(self, "_expansions"):  # absent when the tab failed half-made
+            self._stop_expansions()
+        editor = getattr(self, "editor", None)
+        if editor is not None:
+            editor.worker.cancel()
+        super().close()

@@ -19,17 +19,19 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.deps import import_optional_dependency
-from dicomnb.widgets.common import button, plural, show, shown
+from dicomnb.widgets.common import button, close_tree, plural, show, shown
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
 else:
     widgets = import_optional_dependency("ipywidgets", "notebook")
 
-__all__ = ["PAGE_SIZE", "SERIES_COLUMNS", "STUDY_COLUMNS", "ResultsTable", "SeriesRow", "StudyRow", "cell_text"]
+__all__ = ["LISTING", "PAGE_SIZE", "SERIES_COLUMNS", "STUDY_COLUMNS", "ResultsTable", "SeriesRow", "StudyRow", "cell_text"]
 
 #: Studies shown per display page.
 PAGE_SIZE = 25
+#: What an expanded study shows while its series are being listed.
+LISTING = "Listing the series…"
 
 #: The study columns: (heading, DICOM keyword, width).
 STUDY_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -154,12 +156,6 @@ def _series_order(row: dict[str, Any]) -> tuple[bool, int]:
         return True, 0
 
 
-def _close_tree(widget: widgets.Widget) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
-
-
 class ResultsTable(widgets.VBox):
     """The studies of a query, a display page at a time, with their series on demand.
 
@@ -200,7 +196,7 @@ class ResultsTable(widgets.VBox):
         self._partial: dict[str, set[str]] = {}     # studies of which only some series are
         self._expanded: set[str] = set()
         self._series: dict[str, list[dict[str, Any]]] = {}
-        self._series_note: dict[str, str] = {}      # "Listing the series…", or why it failed
+        self._series_note: dict[str, str] = {}      # LISTING, or why the listing failed
 
         self.select_all = _checkbox("dicomnb-results-select-all", "Select every study of the result")
         self.select_all.observe(self._select_all_changed, names="value")
@@ -344,7 +340,7 @@ class ResultsTable(widgets.VBox):
     def _fill_series(self, row: StudyRow, box: widgets.VBox) -> None:
         """Make the series rows of ``row``'s study if it is expanded (and close the old ones)."""
         for child in box.children:
-            _close_tree(child)
+            close_tree(child)
         children: list[widgets.Widget] = []
         uid = row.uid if shown(row) else ""
         if uid and uid in self._expanded:
@@ -381,9 +377,10 @@ class ResultsTable(widgets.VBox):
                 wanted = False
             else:
                 self._expanded.add(study_uid)
-                wanted = study_uid not in self._series and study_uid not in self._series_note
+                # not listed yet, or the listing failed (expanding again tries again)
+                wanted = study_uid not in self._series and self._series_note.get(study_uid) != LISTING
                 if wanted:
-                    self._series_note[study_uid] = "Listing the series…"
+                    self._series_note[study_uid] = LISTING
             self._refresh_study(study_uid)
         if wanted and self.on_expand is not None:
             self.on_expand(study_uid)
@@ -440,20 +437,23 @@ class ResultsTable(widgets.VBox):
             return {str(row["SeriesInstanceUID"]) for row in self._series.get(study_uid, [])}
         return set(self._partial.get(study_uid, ()))
 
+    # A tick's observer reads ``_quiet`` under the lock: the table sets its ticks (quietly) from
+    # the search's and the series listings' threads too, and a user's tick that comes in
+    # meanwhile must wait for them, not be taken for one of theirs.
     def _study_ticked(self, study_uid: str, value: bool) -> None:
-        if self._quiet or not study_uid:
-            return
-        self.select_study(study_uid, value)
+        with self._lock:
+            if not self._quiet and study_uid:
+                self.select_study(study_uid, value)
 
     def _series_ticked(self, study_uid: str, series_uid: str, value: bool) -> None:
-        if self._quiet:
-            return
-        self.select_series(study_uid, series_uid, value)
+        with self._lock:
+            if not self._quiet:
+                self.select_series(study_uid, series_uid, value)
 
     def _select_all_changed(self, change: dict[str, Any]) -> None:
-        if self._quiet:
-            return
-        self.select_every(bool(change["new"]))
+        with self._lock:
+            if not self._quiet:
+                self.select_every(bool(change["new"]))
 
     def select_study(self, study_uid: str, value: bool = True) -> None:
         """Tick (or untick) a study: the whole study, all its series."""

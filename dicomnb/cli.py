@@ -1,7 +1,8 @@
 """The command line: the same verbs as the Python API.
 
-    dicomnb get -l PATH [-l PATH ...] [-z ZIP ...] [--password-file FILE]
-                [--no-recursive] [--copy] [--json]
+    dicomnb get [-l PATH ...] [-z ZIP ...] [-r URL ...] [-w MANIFEST ...] [-i DATA ...] [-p]
+                [--password-file FILE] [--no-recursive] [--copy] [--json]
+    dicomnb open 'weasis://?$dicom:get -w ...' [--password-file FILE] [--json]
     dicomnb node add NAME --aet AET --host HOST --port PORT [--wado-url URL]
                 [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE] [--replace]
     dicomnb node add NAME --dicomweb URL [--qido-url URL] [--wado-rs-url URL]
@@ -29,8 +30,13 @@ reported), 1 when an optional dependency is missing (the message names the extra
 unusable arguments (an unknown node, a bad AE title...), 3 when an archive needs a password
 or the password given is wrong (a ZIP, or a DICOMweb server answering 401/403), 4 when the network failed (refused, rejected, aborted,
 timed out, a failure status), 5 when a retrieve ended with instances missing (they are
-listed: in ``"missing"`` with --json; running the same command again, or ``dicomnb downloads
-retry-missing``, fetches just those).
+listed: in ``"missing"`` with --json, ``"not_retrieved"`` for ``get`` and ``open``; running the
+same command again, or ``dicomnb downloads retry-missing``, fetches just those).
+
+``get`` takes the options of Weasis's ``$dicom:get`` (each repeatable) and ``open`` runs a
+``weasis://`` URI (or Weasis commands) with :mod:`dicomnb.runner`; a manifest that cannot be
+read exits 2, an archive that cannot be reached 4, as for the other commands, once every other
+source has run.
 
 A retrieve runs as download jobs, one per series, kept beside the store: ``dicomnb downloads``
 lists them (with their state and counts) from any shell, and ``resume`` finishes those that
@@ -41,29 +47,30 @@ Progress goes to standard error: a bar on a terminal, a line per finished series
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from dicomnb import api, network, retrieving
+from dicomnb import network, retrieving, runner
+from dicomnb.commands import DicomGet, DicomRs, parse_commands
 from dicomnb.core.criteria import Period
 from dicomnb.core.downloads import DownloadProgress, JobStatus
 from dicomnb.core.errors import (
     AuthenticationFailed,
+    CommandError,
     DependencyMissing,
-    DicomnbError,
     DownloadError,
     InputError,
+    ManifestError,
     PasswordError,
     RetrieveIncomplete,
     SourceError,
 )
-from dicomnb.core.model import ErrorRecord
 from dicomnb.core.nodes import DicomNode, DicomWebNode
 from dicomnb.core.query import QueryResult, parse_date_range
-from dicomnb.core.report import ImportReport
 from dicomnb.core.retrieval import RetrieveResult
 
 __all__ = ["main"]
@@ -88,22 +95,35 @@ def _setup_argparser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     get = commands.add_parser(
-        "get", help="import local files/folders, DICOM ZIPs and DICOMDIR media",
-        description="Import local files and folders (recursively), DICOM ZIP archives and "
-        "DICOMDIR media, then print a summary (or JSON with --json).",
+        "get", help="import local files/folders, DICOM ZIPs, DICOMDIR media, DICOM URLs and manifests",
+        description="Import local files and folders (recursively), DICOM ZIP archives, DICOMDIR media, "
+        "DICOM files by URL and the instances of Weasis manifests (as Weasis's $dicom:get), then print "
+        "a summary (or JSON with --json). Each option is repeatable.",
     )
     get.add_argument("-l", "--local", metavar="PATH", action="append", default=[],
                      help="a file or folder (a ZIP file or a folder holding a DICOMDIR is "
                      "imported as such); repeatable")
     get.add_argument("-z", "--zip", metavar="ZIP", action="append", default=[],
-                     help="a DICOM ZIP archive; repeatable")
-    get.add_argument("--password-file", metavar="FILE",
-                     help="a file whose first line is the password of encrypted archives")
-    get.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")
-    get.add_argument("--copy", action="store_true",
-                     help="copy DICOMDIR media and ZIP entries into the cache first (by default "
-                     "ZIP instances are read in their archive)")
-    get.add_argument("--json", action="store_true", help="print one JSON object")
+                     help="a DICOM ZIP archive, file or URL; repeatable")
+    get.add_argument("-r", "--remote", metavar="URL", action="append", default=[],
+                     help="a DICOM file's URL (a WADO-URI request), downloaded into the store; repeatable")
+    get.add_argument("-w", "--wado", metavar="MANIFEST", action="append", default=[],
+                     help="a Weasis manifest (XML or JSON, gzipped or not), file or URL: its instances are "
+                     "retrieved as download jobs; repeatable")
+    get.add_argument("-i", "--iwado", metavar="DATA", action="append", default=[],
+                     help="an inline manifest: base64 of the gzipped manifest; repeatable")
+    get.add_argument("-p", "--portable", action="store_true",
+                     help="the DICOMDIR, or the folders dicom, DICOM, IMAGES, images, in the working directory")
+    _import_options(get)
+
+    open_ = commands.add_parser(
+        "open", help="run a weasis:// URI (or Weasis commands): $dicom:get, $dicom:rs, $dicom:close, $image:get",
+        description="Run the commands of a weasis:// URI, or Weasis commands given as text "
+        "('$dicom:get -l PATH $dicom:close -a'), in order, and print what each did (or JSON "
+        "with --json: the object 'dicomnb get --json' prints, over every command, and 'commands').",
+    )
+    open_.add_argument("uri", metavar="URI", help="weasis://?... (URL-encoded) or commands starting with $")
+    _import_options(open_)
 
     node = commands.add_parser("node", help="add, list or remove the DICOM nodes (archives) to query",
                                description="Manage the DICOM nodes kept in the configuration folder "
@@ -263,46 +283,95 @@ def _read_password(path: str | None) -> str | None:
         raise InputError(f"cannot read the password file {path}: {exc.strerror or exc}") from exc
 
 
-def _get(args: argparse.Namespace) -> int:
-    if not args.local and not args.zip:
-        print("dicomnb get: nothing to import: give -l PATH or -z ZIP", file=sys.stderr)
-        return EXIT_USAGE
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-file", metavar="FILE",
+                        help="a file whose first line is the password of encrypted archives")
+    parser.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")
+    parser.add_argument("--copy", action="store_true",
+                        help="copy DICOMDIR media and ZIP entries into the cache first (by default "
+                        "ZIP instances are read in their archive)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _status(results: Sequence[runner.CommandResult]) -> int:
+    """The exit status of what commands did: their first failure's, else 5 when instances are missing."""
+    for failure in (f for result in results for f in result.failures):
+        if isinstance(failure, DependencyMissing):
+            return EXIT_DEPENDENCY
+        if isinstance(failure, (PasswordError, AuthenticationFailed)):
+            return EXIT_PASSWORD
+        if isinstance(failure, SourceError):
+            return EXIT_NETWORK
+        if isinstance(failure, (ManifestError, CommandError)):
+            return EXIT_USAGE
+    return EXIT_INCOMPLETE if any(result.not_retrieved for result in results) else EXIT_OK
+
+
+def _run_commands(args: argparse.Namespace, prefix: str, work: Callable[..., list[runner.CommandResult]],
+                  downloading: bool = True) -> int:
+    """Run commands with the import options of ``args``; print their JSON or summary; the exit status.
+
+    Download progress goes to standard error when ``downloading``."""
     try:
         password = _read_password(args.password_file)
     except InputError as exc:
-        print(f"dicomnb get: {exc}", file=sys.stderr)
+        print(f"{prefix}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    missing = [p for p in [*args.local, *args.zip] if not os.path.exists(p)]
+    try:
+        with _ProgressPrinter() if downloading else contextlib.nullcontext():
+            results = work(password=password, recursive=not args.no_recursive, copy=args.copy)
+    except CommandError as exc:
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        data = runner.get_json([r for r in results if r.name in ("dicom:get", "dicom:rs", "image:get")])
+        if args.command == "open":
+            data["commands"] = [result.to_json() for result in results]
+        json.dump(data, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    elif args.command == "get":
+        print(results[0].summary())
+    else:
+        for result in results:
+            print(f"${result.name}: " + result.summary().replace("\n", "\n  "))
+    status = _status(results)
+    if any(isinstance(f, PasswordError) for result in results for f in result.failures):
+        print(f"{prefix}: an archive is encrypted: give its password with --password-file FILE "
+              "(or check it)", file=sys.stderr)
+    for failure in (f for result in results for f in result.failures if not isinstance(f, PasswordError)):
+        print(f"{prefix}: {failure}", file=sys.stderr)
+    return status
+
+
+def _get(args: argparse.Namespace) -> int:
+    command = DicomGet(local=tuple(args.local), remote=tuple(args.remote), wado=tuple(args.wado),
+                       zip=tuple(args.zip), iwado=tuple(args.iwado), portable=args.portable)
+    if not (command.local or command.remote or command.wado or command.zip or command.iwado or command.portable):
+        print("dicomnb get: nothing to import: give -l PATH, -z ZIP, -r URL, -w MANIFEST, -i DATA or -p",
+              file=sys.stderr)
+        return EXIT_USAGE
+    missing = [p for p in [*args.local, *args.zip] if not _is_url(p) and not os.path.exists(runner.local_path(p))]
     if missing:
         print(f"dicomnb get: no such file or folder: {missing[0]}", file=sys.stderr)
         return EXIT_USAGE
-    status = EXIT_OK
-    report = ImportReport()
-    jobs = [(path, False) for path in args.local] + [(path, True) for path in args.zip]
-    for path, is_zip in jobs:
-        try:
-            if is_zip:
-                sub = api.import_zip(path, password=password, copy=args.copy)
-            else:
-                sub = api.import_local(path, recursive=not args.no_recursive, password=password,
-                                       copy=args.copy)
-        except PasswordError as exc:
-            status = EXIT_PASSWORD
-            sub = ImportReport(errors=[ErrorRecord.from_exception(os.path.abspath(path), exc,
-                                                                  source="zip", origin=path)])
-        except DicomnbError as exc:  # a whole source refused (zip bomb, unreadable DICOMDIR)
-            sub = ImportReport(errors=[ErrorRecord.from_exception(os.path.abspath(path), exc,
-                                                                  origin=path)])
-        report.merge(sub)
-    if args.json:
-        json.dump(report.to_json(), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        print(report.summary())
-    if status == EXIT_PASSWORD:
-        print("dicomnb get: an archive is encrypted: give its password with --password-file FILE "
-              "(or check it)", file=sys.stderr)
-    return status
+    return _run_commands(args, "dicomnb get", lambda **options: [runner.run_command(command, **options)],
+                         downloading=bool(command.remote or command.wado or command.iwado))
+
+
+def _open(args: argparse.Namespace) -> int:
+    try:
+        commands = parse_commands(args.uri)  # the whole text first: nothing runs if it cannot be parsed
+    except CommandError as exc:
+        print(f"dicomnb open: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    downloading = any(isinstance(c, DicomRs) or (isinstance(c, DicomGet) and (c.remote or c.wado or c.iwado))
+                      for c in commands)
+    return _run_commands(args, "dicomnb open", lambda **options: [runner.run_command(c, **options) for c in commands],
+                         downloading=downloading)
+
+
+def _is_url(value: str) -> bool:
+    return value.strip().lower().startswith(("http://", "https://"))
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -517,6 +586,8 @@ def main(args: Sequence[str] | None = None) -> int:
     namespace = parser.parse_args(args)
     if namespace.command == "get":
         return _get(namespace)
+    if namespace.command == "open":
+        return _open(namespace)
     commands = {"node": _node, "echo": _echo, "query": _query, "retrieve": _retrieve, "downloads": _downloads,
                 "demo": _demo}
     if namespace.command in commands:

@@ -54,8 +54,12 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
     """Transfer what ``landing`` waits for of ``job``'s series, by the job's method; True when cancelled.
 
     The node is looked up by name when the job runs, so a resumed job uses the node as
-    saved now (a changed port, a new secret).
+    saved now (a changed port, a new secret). A job that carries its own ``fetch`` in
+    ``job.runtime`` (a manifest's WADO-URI requests, :mod:`dicomnb.manifests`) runs that instead.
     """
+    own = job.runtime.get("fetch")
+    if own is not None:
+        return bool(own(job, landing, cancel, parallel=instance_parallel))
     target, calling, timeout = _job_peer(job, timeout)
     method = check_method(target, job.method)
     if isinstance(target, DicomWebNode):
@@ -197,6 +201,7 @@ def retrieve(
     parallel: int | None = None,
     raise_incomplete: bool = True,
     cancel: threading.Event | None = None,
+    runtime: dict[str, Any] | None = None,
 ) -> RetrieveResult:
     """Retrieve a study (or some of its series) into the local store and the catalog.
 
@@ -247,6 +252,10 @@ def retrieve(
         WADO-URI and WADO-RS stop between two instances; the jobs are left paused and the
         result says ``cancelled`` (no RetrieveIncomplete). ``downloads.resume()`` (or
         retrieving again) fetches only the missing instances.
+    runtime : dict, optional
+        Kept with each of its jobs in this process (``SeriesJob.runtime``): ``{"node": other}``
+        transfers with another node than the one the study is listed with (``$dicom:rs``'s
+        ``--retrieve-header``, :mod:`dicomnb.rs`).
 
     Returns
     -------
@@ -304,6 +313,7 @@ def retrieve(
             job.runtime["node"] = target
         if given_calling is not None:
             job.runtime["calling"] = given_calling
+        job.runtime.update(runtime or {})
         jobs.append(job)
 
     def start_series(series_uid: str, contents: StudyContents) -> None:

@@ -172,6 +172,32 @@ class Catalog:
             self._errors.clear()
             self._version += 1
 
+    def remove(self, *, patients: Iterable[str] = (), studies: Iterable[str] = (),
+               series: Iterable[str] = (), everything: bool = False) -> list[InstanceRecord]:
+        """Forget the instances of these patients (PatientID), studies or series; return them.
+
+        ``everything=True`` forgets every instance. The DICOMDIR records of missing files of
+        those studies and series go with them; images, attachments and errors stay, and so
+        do the files on disk (``$dicom:close``).
+        """
+        patient_ids, study_uids, series_uids = set(patients), set(studies), set(series)
+
+        def closed(patient: str | None, study: str | None, one_series: str | None) -> bool:
+            return everything or patient in patient_ids or study in study_uids or one_series in series_uids
+
+        with self._lock:
+            removed = [r for r in self._instances.values()
+                       if closed(r.PatientID, r.StudyInstanceUID, r.SeriesInstanceUID)]
+            for record in removed:
+                del self._instances[record.SOPInstanceUID]
+            gone = [key for key, m in self._missing.items()
+                    if closed(m.PatientID, m.StudyInstanceUID, m.SeriesInstanceUID)]
+            for key in gone:
+                del self._missing[key]
+            if removed or gone:
+                self._version += 1
+        return removed
+
     def __len__(self) -> int:
         return len(self._instances)
 

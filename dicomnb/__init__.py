@@ -30,6 +30,8 @@ from dicomnb.core.query import QueryResult
 from dicomnb.core.report import ImportReport
 from dicomnb.core.retrieval import RetrieveResult
 from dicomnb.core.settings import settings
+from dicomnb.core.volume import Volume, load_volume
+from dicomnb.manifests import retrieve_manifest
 from dicomnb.network import (
     add_node,
     echo,
@@ -42,7 +44,9 @@ from dicomnb.network import (
     remove_node,
     set_secret,
 )
+from dicomnb.render.show import show
 from dicomnb.retrieving import downloads, retrieve
+from dicomnb.runner import open_uri, run
 from dicomnb.sources.dicomdir import detect_cdrom
 
 __version__ = "0.1.0"
@@ -56,6 +60,7 @@ __all__ = [
     "QueryResult",
     "RetrieveResult",
     "SearchCriteria",
+    "Volume",
     "__version__",
     "add_node",
     "catalog",
@@ -76,14 +81,19 @@ __all__ = [
     "import_local",
     "import_zip",
     "load_series",
+    "load_volume",
     "nodes",
+    "open_uri",
     "presets",
     "query",
     "remove_node",
     "retrieve",
+    "retrieve_manifest",
+    "run",
     "sample_data",
     "set_secret",
     "settings",
+    "show",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -77,6 +77,15 @@ cells = [
         "plt.axis('off');"
     ),
     new_markdown_cell(
+        "## Viewers\n\n"
+        "`dicomnb.show(x)` opens a series, an instance, a catalog row or a path in the viewer its kind "
+        "calls for: window/level with presets for images, a slice slider (and cine) for stacks, "
+        "`view=\"mpr\"` for the three planes of a volume, SR as HTML, ECG leads, audio, PDF. "
+        "See `viewers.ipynb` for each of them."
+    ),
+    new_code_cell("dicomnb.show(ct.SeriesInstanceUID)"),
+    new_code_cell('dicomnb.show(samples / "test-SR.dcm")'),
+    new_markdown_cell(
         "## DICOMDIR media\n\n"
         "The tree comes from the DICOMDIR records; what is imported are the real files, each checked "
         "against its record (found even when the names were lower-cased by the mount). Records whose "

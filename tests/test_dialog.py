@@ -61,7 +61,8 @@ def test_local_import_shows_the_catalog_and_opens_the_first_series(dialog: Impor
     assert bytes(thumbs[ct].value).startswith(b"\x89PNG")
     # "Open after import": the first series is drawn in the viewer
     assert [o["output_type"] for o in dialog.explorer.viewer.outputs] == ["display_data"]
-    assert "image/png" in dialog.explorer.viewer.outputs[0]["data"]
+    assert dialog.explorer.shown.kind == "image"
+    assert '<img src="data:image/png;base64,' in dialog.explorer.viewer.outputs[0]["data"]["text/html"]
 
 
 def test_not_recursive_reads_the_top_folder_only(dialog: ImportDialog, sample_tree: Path) -> None:

@@ -299,7 +299,9 @@ def test_a_pause_from_elsewhere_is_not_a_failure(study: Any) -> None:
     finally:
         dicomnb.downloads.series_parallel = 3
     assert result.cancelled and result.missing and 4 <= result.retrieved < 27
-    assert {s.state for s in dicomnb.downloads()} == {"paused"}
+    # paused, not failed; the series under way may have ended before the pause reached it
+    states = [s.state for s in dicomnb.downloads()]
+    assert "paused" in states and set(states) <= {"paused", "complete"}
     dicomnb.downloads.resume()
     assert dicomnb.downloads.wait(timeout=60)
     assert {s.state for s in dicomnb.downloads()} == {"complete"}

@@ -35,6 +35,7 @@ __all__ = [
     "forget_archive",
     "in_archive",
     "open_archive",
+    "read_entry",
     "read_instance",
     "remember_password",
 ]
@@ -116,7 +117,19 @@ def in_archive(record: InstanceRecord) -> bool:
     return record.member is not None and record.source == "zip" and record.path == record.origin
 
 
-def _read_entry(path: str, name: str, sop_instance_uid: str | None) -> bytes:
+def read_entry(path: str, name: str, sop_instance_uid: str | None = None) -> bytes:
+    """The bytes of the entry ``name`` of the archive ``path`` (imported before: its password is known).
+
+    When the archive holds that name twice, ``sop_instance_uid`` picks the entry that holds
+    that instance.
+
+    Raises
+    ------
+    InputError
+        No such entry any more (the archive was replaced).
+    PasswordRequired, WrongPassword, ArchiveError, UnreadableFileError
+        The entry cannot be read.
+    """
     from dicomnb.core.scan import read_header_bytes
 
     archive = cached_archive(path)
@@ -145,7 +158,7 @@ def _read_entry(path: str, name: str, sop_instance_uid: str | None) -> bytes:
 def read_instance(record: InstanceRecord) -> io.BytesIO | str:
     """Where to read an instance from: its file's path, or its archive entry's bytes."""
     if in_archive(record):
-        return io.BytesIO(_read_entry(record.path, record.member or "", record.SOPInstanceUID))
+        return io.BytesIO(read_entry(record.path, record.member or "", record.SOPInstanceUID))
     return record.path
 
 

@@ -17,6 +17,7 @@ always enough; the subclasses say what went wrong precisely enough for a dialog 
     │   ├── DicomdirError          a DICOMDIR that cannot be read
     │   ├── DropRejected           a drop that is none of the three accepted cases
     │   ├── DecoderMissing         pixel data needs a decoder that is not installed
+    │   ├── NotAVolume             images that are not one 3D grid (one image, mixed orientations)
     │   ├── ConfigError            a node, preset or config file that cannot be used
     │   ├── CriteriaError          search criteria that cannot be sent (a bad date, from > to)
     │   ├── ManifestError          a Weasis manifest (XML or JSON) that cannot be read
@@ -60,6 +61,7 @@ __all__ = [
     "InputError",
     "MalformedResponse",
     "ManifestError",
+    "NotAVolume",
     "NotDicomError",
     "PasswordError",
     "PasswordRequired",
@@ -123,6 +125,11 @@ class DropRejected(InputError):
 
 class DecoderMissing(InputError):
     """Pixel data is compressed with a transfer syntax no installed decoder handles."""
+
+
+class NotAVolume(InputError):  # noqa: N818 - the house names errors by what happened
+    """The images given are not one 3D grid: one image, differing orientations or sizes,
+    two images at the same position, colour, or no position at all."""
 
 
 class ConfigError(InputError):

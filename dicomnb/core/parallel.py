@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from dicomnb.core.settings import settings
 
-__all__ = ["map_batches", "shutdown"]
+__all__ = ["map_batches", "pool_running", "shutdown"]
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,6 +28,17 @@ R = TypeVar("R")
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
+
+
+def _ignore_interrupts() -> None:
+    """A worker's initializer: Ctrl-C (a kernel's interrupt or shutdown) is the parent's to handle.
+
+    Without it every worker prints a KeyboardInterrupt traceback when the kernel is interrupted;
+    the parent still stops them (it shuts the pool down).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _get_pool(workers: int) -> ProcessPoolExecutor:
@@ -40,9 +51,14 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if "forkserver" in methods:
                 context.set_forkserver_preload(["dicomnb.core.classify"])
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_interrupts)
             _pool_size = workers
         return _pool
+
+
+def pool_running() -> bool:
+    """Whether the worker processes run now (started by a large import, or a volume)."""
+    return _pool is not None
 
 
 def shutdown() -> None:

@@ -15,7 +15,7 @@ import html
 import io
 from typing import Any
 
-__all__ = ["View", "figure_html", "png_html"]
+__all__ = ["View", "figure_html", "png_html", "title_html", "view_html"]
 
 
 def png_html(png: bytes, *, alt: str = "", width: int | None = None) -> str:
@@ -30,6 +30,19 @@ def figure_html(figure: Any, *, alt: str = "", dpi: int = 100) -> str:
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=dpi, bbox_inches="tight")
     return png_html(out.getvalue(), alt=alt)
+
+
+def title_html(title: str) -> str:
+    """A view's title line (nothing when it has none)."""
+    return f"<div><b>{html.escape(title)}</b></div>" if title else ""
+
+
+def view_html(kind: str, title: str, body: str = "", *, error: BaseException | None = None,
+              what: str = "This image") -> str:
+    """A view's static HTML: its title over ``body``, or over what ``error`` says."""
+    if error is not None:
+        body = f"<div class='dicomnb-error'>{what} cannot be shown: {html.escape(str(error))}</div>"
+    return f"<div class='dicomnb-view dicomnb-{kind}'>{title_html(title)}{body}</div>"
 
 
 def _in_kernel() -> bool:

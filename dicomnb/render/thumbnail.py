@@ -1,32 +1,74 @@
 """A series' representative frame, as a small PNG (the explorer's thumbnails) or a figure.
 
-The frame is the middle instance's (the middle frame of a multi-frame instance), with its
-modality LUT and its first VOI LUT or window applied, else stretched between the 0.5th and
-99.5th percentiles; MONOCHROME1 is inverted so that it reads as on a viewer. Colour
-images are shown as they are.
+The frame is the middle instance's (the middle frame of a multi-frame instance), shown as
+:mod:`dicomnb.render.pixels` shows any frame: Modality LUT, the file's first VOI LUT or
+window (else min/max), MONOCHROME1 inverted, colour converted, overlays drawn, pixels
+made square. It is decoded once per series: the frame and each thumbnail size are kept,
+and made again only when the series' middle instance changes (a new import).
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from dicomnb.core.errors import DicomnbError
 
-__all__ = ["display_frame", "series_figure", "thumbnail_png"]
+__all__ = ["display_frame", "forget_thumbnails", "series_figure", "thumbnail_png"]
 
 LOGGER = logging.getLogger(__name__)
 
+#: Series whose full-size frame is kept (a figure after a thumbnail decodes nothing again).
+_FRAMES_KEPT = 8
+#: Thumbnails kept (a few kB each).
+_THUMBNAILS_KEPT = 4096
 
-def _scaled(values: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(values, (0.5, 99.5)) if values.size else (0.0, 1.0)
-    if high <= low:
-        high = low + 1
-    return np.clip((values - low) / (high - low), 0, 1)
+_lock = threading.Lock()
+_frames: OrderedDict[str, tuple[tuple[Any, ...], np.ndarray]] = OrderedDict()
+_thumbnails: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], bytes | None]] = OrderedDict()
+
+
+def forget_thumbnails() -> None:
+    """Drop every kept frame and thumbnail."""
+    with _lock:
+        _frames.clear()
+        _thumbnails.clear()
+
+
+def _middle(series_uid: str) -> tuple[Any, tuple[Any, ...]]:
+    from dicomnb.api import catalog
+
+    records = catalog.series_records(series_uid)
+    record = records[len(records) // 2]
+    return record, (record.SOPInstanceUID, record.path, record.member, len(records))
+
+
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, bound: int) -> None:
+    with _lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > bound:
+            cache.popitem(last=False)
+
+
+def _frame(series_uid: str) -> np.ndarray:
+    """The series' representative frame as display values (uint8), decoded once."""
+    from dicomnb.core.volume import read_dataset
+    from dicomnb.render.pixels import display_array, frame_count
+
+    record, identity = _middle(series_uid)
+    with _lock:
+        kept = _frames.get(series_uid)
+    if kept is not None and kept[0] == identity:
+        return kept[1]
+    ds = read_dataset(record)
+    frame = display_array(ds, frame_count(ds) // 2, where=identity[1])
+    _keep(_frames, series_uid, (identity, frame), _FRAMES_KEPT)
+    return frame
 
 
 def display_frame(series_uid: str) -> np.ndarray:
@@ -35,72 +77,64 @@ def display_frame(series_uid: str) -> np.ndarray:
     Raises
     ------
     InputError
-        No such series in the catalog.
+        No such series in the catalog, or its instance has no pixel data.
     DecoderMissing, UnreadableFileError
         Its pixel data cannot be decoded.
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    return _frame(series_uid) / 255.0
 
-    from dicomnb.api import catalog
 
-    records = catalog.series_records(series_uid)
-    record = records[len(records) // 2]
-    ds = catalog.dataset(record.SOPInstanceUID)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pixels = ds.pixel_array
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    if frames > 1:
-        pixels = pixels[frames // 2]
-    if samples > 1:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            pixels = convert_color_space(pixels, photometric, "RGB")
-        return _scaled(pixels.astype(np.float64)) if pixels.dtype != np.uint8 else pixels / 255.0
-    values = apply_modality_lut(pixels, ds)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            windowed = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
-        shown = _scaled(windowed) if windowed.max() > windowed.min() else _scaled(np.asarray(values, np.float64))
-    else:
-        shown = _scaled(np.asarray(values, dtype=np.float64))
-    return 1.0 - shown if photometric == "MONOCHROME1" else shown
+def _shrink(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` at most ``size`` pixels on its longer side, each pixel the mean of its block."""
+    step = max(1, int(np.ceil(max(image.shape[:2]) / size)))
+    if step == 1:
+        return image
+    rows, columns = (image.shape[0] // step) * step, (image.shape[1] // step) * step
+    if rows == 0 or columns == 0:  # a long thin image: keep every step-th pixel instead
+        return image[::step, ::step]
+    blocks = image[:rows, :columns].reshape(rows // step, step, columns // step, step, *image.shape[2:])
+    return (blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
 
 
 def thumbnail_png(series_uid: str, size: int = 64) -> bytes | None:
-    """A PNG of at most ``size`` × ``size`` pixels of the series' frame; None when it has no pixels."""
-    import matplotlib.image as mpimg
+    """A PNG of at most ``size`` × ``size`` pixels of the series' frame; None when it has no pixels.
+
+    Kept per series and size: asking again costs a catalog look-up, not a decode.
+    """
+    from dicomnb.render.pixels import encode_png
 
     try:
-        frame = display_frame(series_uid)
-    except (DicomnbError, AttributeError, ValueError, TypeError, NotImplementedError, RuntimeError) as exc:
+        _, identity = _middle(series_uid)
+    except DicomnbError as exc:
         LOGGER.info("no thumbnail for series %s: %s", series_uid, exc)
         return None
-    step = max(1, int(np.ceil(max(frame.shape[:2]) / size)))
-    small = frame[::step, ::step]
-    out = io.BytesIO()
-    mpimg.imsave(out, small, cmap="gray", vmin=0, vmax=1, format="png")
-    return out.getvalue()
+    with _lock:
+        kept = _thumbnails.get((series_uid, size))
+    if kept is not None and kept[0] == identity:
+        return kept[1]
+    try:
+        png: bytes | None = encode_png(_shrink(_frame(series_uid), size))
+    except DicomnbError as exc:
+        LOGGER.info("no thumbnail for series %s: %s", series_uid, exc)
+        png = None
+    _keep(_thumbnails, (series_uid, size), (identity, png), _THUMBNAILS_KEPT)
+    return png
 
 
 def series_figure(series_uid: str, *, title: str | None = None) -> Any:
     """A matplotlib figure of the series' frame (the view "Open after import" shows)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from dicomnb.api import catalog
 
-    frame = display_frame(series_uid)
+    frame = _frame(series_uid)
     records = catalog.series_records(series_uid)
-    figure, axes = plt.subplots(figsize=(4, 4))
-    axes.imshow(frame, cmap="gray", vmin=0, vmax=1)
+    figure = Figure(figsize=(4, 4))
+    axes = figure.add_subplot()
+    axes.imshow(frame, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     axes.set_axis_off()
     first = records[0]
-    axes.set_title(title or f"{first.Modality or ''} {first.SeriesDescription or ''} ({len(records)} instances)".strip(),
-                   fontsize=9)
+    count = f"({len(records)} instance{'s' if len(records) != 1 else ''})"
+    axes.set_title(title or " ".join(str(w) for w in (first.Modality, first.SeriesDescription, count) if w), fontsize=9)
     figure.tight_layout()
-    plt.close(figure)  # shown by whoever displays it, not by pyplot's own machinery
     return figure

@@ -70,6 +70,8 @@ class Explorer(widgets.VBox):
         self.page.add_class("dicomnb-explorer-page")
         self.frame_box = widgets.VBox([self.page, self.table])
         self.viewer = widgets.Output()
+        #: The view the viewer shows (:func:`dicomnb.show`'s result), None before any.
+        self.shown: Any = None
         self.viewer.add_class("dicomnb-viewer")
         self.thumbnails: dict[str, widgets.Image] = {}
         self._generation = 0
@@ -213,19 +215,17 @@ class Explorer(widgets.VBox):
 
     # -- the viewer -------------------------------------------------------------------------------
     def open_series(self, series_uid: str) -> None:
-        """Render one series in the viewer (replacing what it showed)."""
-        from dicomnb.render import series_figure
+        """Show one series in the viewer with :func:`dicomnb.show` (replacing what it showed).
+
+        In a live kernel that is the series' interactive view (window/level, slices, cine);
+        the static rendering goes with it for a saved notebook.
+        """
+        from dicomnb.render.show import show as show_view
 
         self.viewer.clear_output()
         try:
-            figure = series_figure(series_uid)
+            self.shown = show_view(series_uid)
+            self.viewer.append_display_data(self.shown)
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, say it in the viewer
+            self.shown = None
             self.viewer.append_stdout(f"Series {series_uid} cannot be shown: {type(exc).__name__}: {exc}\n")
-            return
-        import io
-
-        from IPython.display import Image
-
-        png = io.BytesIO()
-        figure.savefig(png, format="png", dpi=100)
-        self.viewer.append_display_data(Image(data=png.getvalue(), format="png"))

@@ -485,6 +485,8 @@ class _ProgressPrinter:
         self.drawn = False
 
     def __enter__(self) -> _ProgressPrinter:
+        # what had ended before this command is not its progress (a store keeps earlier jobs)
+        self.before = {job.id for job in retrieving.downloads.status().jobs if job.state == "complete"}
         self.unsubscribe = retrieving.downloads.subscribe(self.update)
         return self
 
@@ -496,6 +498,7 @@ class _ProgressPrinter:
             self.stream.flush()
 
     def update(self, progress: DownloadProgress) -> None:
+        progress = DownloadProgress(tuple(job for job in progress.jobs if job.id not in self.before))
         for job in progress.jobs:
             if job.state in ("complete", "incomplete", "paused") and self.ended.get(job.id) != job.state:
                 self.ended[job.id] = job.state

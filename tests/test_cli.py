@@ -180,3 +180,28 @@ def test_get_and_open_retrieve_a_manifest_from_orthanc(orthanc: object, tmp_path
     again = json.loads(result.stdout)
     assert again["retrieved"] == 0 and again["instances"][0]["path"] == instance["path"]
     assert [c["command"] for c in again["commands"]] == ["dicom:get"]
+
+
+def test_the_progress_bar_counts_this_commands_downloads_not_earlier_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from dicomnb import retrieving
+    from dicomnb.cli import _ProgressPrinter
+    from dicomnb.core.downloads import DownloadProgress, JobStatus
+
+    def job(job_id: str, state: str, done: int, total: int) -> JobStatus:
+        return JobStatus(job_id, state, "pacs", "c-get", "1.2.3", f"1.2.3.{job_id}", f"series {job_id}",
+                         done, total, done * 1000, total - done)
+
+    earlier = job("old", "complete", 7, 7)
+    jobs = [earlier]
+    monkeypatch.setattr(retrieving.downloads, "status", lambda: DownloadProgress(tuple(jobs)))
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True  # type: ignore[method-assign]
+    with _ProgressPrinter(terminal) as printer:
+        jobs.append(job("new", "running", 2, 4))
+        printer.update(retrieving.downloads.status())
+        assert "2/4 instances, 1 series running" in terminal.getvalue()
+        jobs[1] = job("new", "complete", 4, 4)
+    assert terminal.getvalue().rstrip().endswith("4/4 instances, 0 series running")
+    assert "11" not in terminal.getvalue()  # the earlier job's 7 never joins the count

@@ -104,7 +104,7 @@ cells = [
         "would escape the cache are refused."
     ),
     new_code_cell(
-        "import tempfile, pathlib, pyzipper\n\n"
+        "import pathlib\nimport tempfile\n\nimport pyzipper\n\n"
         'archive = pathlib.Path(tempfile.mkdtemp()) / "study.zip"\n'
         'with pyzipper.AESZipFile(archive, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:\n'
         '    zf.setpassword(b"demo")\n'
@@ -129,7 +129,7 @@ cells = [
         "[--copy] [--json]`"
     ),
     new_code_cell(
-        "import subprocess, sys, json\n\n"
+        "import json\nimport subprocess\nimport sys\n\n"
         'out = subprocess.run([sys.executable, "-m", "dicomnb", "get", "-l", str(samples / "dicomdirtests"), "--json"],\n'
         "                     capture_output=True, text=True, check=True).stdout\n"
         'result = json.loads(out)\n'

@@ -53,7 +53,8 @@ cells = [
         "linked between them. Here a synthetic volume: 60 slices, 3 mm apart, with a bright sphere."
     ),
     new_code_cell(
-        "import tempfile, pathlib\n"
+        "import pathlib\n"
+        "import tempfile\n\n"
         "import numpy as np\n"
         "import pydicom\n"
         "from pydicom.uid import generate_uid\n\n"

@@ -38,6 +38,7 @@ import numpy as np
 from dicomnb.core.errors import DicomnbError, InputError
 from dicomnb.core.volume import Volume, load_volume
 from dicomnb.render.base import View, png_html, view_html
+from dicomnb.render.controls import WindowControls
 from dicomnb.render.pixels import (
     CT_PRESETS,
     FrameInfo,
@@ -503,50 +504,21 @@ class _Controls:
         presets = view.presets()
         values = [p.center - p.width / 2 for p in presets] + [p.center + p.width / 2 for p in presets]
         low, high = min(values), max(values)
-        step = 1.0 if high - low > 200 else (high - low) / 1000
-        self.presets = widgets.Dropdown(options=[(p.label, i) for i, p in enumerate(presets)], description="Window",
-                                        layout=widgets.Layout(width="auto"))
-        self.center = widgets.FloatSlider(min=low, max=high, step=step, description="Centre")
-        self.width = widgets.FloatSlider(min=step, max=high - low, step=step, description="Width")
         self.caption = widgets.Label()
         self.status = widgets.HTML()
-        self._show_window(view.window)
-        self.presets.observe(self._on_preset, names="value")
-        self.center.observe(self._on_window, names="value")
-        self.width.observe(self._on_window, names="value")
+        self.window = WindowControls(widgets, presets, low, high, high - low, view.window, self._apply)
         notes = widgets.HTML("".join(f"<div>{html.escape(n)}</div>" for n in view.volume.notes))
         rows = [widgets.HTML(f"<b>{html.escape(view.title)}</b>") if view.title else None,
-                widgets.HBox(columns), widgets.HBox([self.presets, self.center, self.width]),
+                widgets.HBox(columns), self.window.box,
                 self.caption, notes, self.status]
         self.box = widgets.VBox([row for row in rows if row is not None])
         self.box.add_class("dicomnb-mpr")
         self.draw()
 
-    def _show_window(self, window: Window) -> None:
-        self.syncing = True
-        try:
-            presets = self.view.presets()
-            self.presets.index = presets.index(window) if window in presets else None
-            self.center.value = min(max(window.center, self.center.min), self.center.max)
-            self.width.value = min(max(window.width, self.width.min), self.width.max)
-        finally:
-            self.syncing = False
-
-    def _on_preset(self, change: dict[str, Any]) -> None:
-        if self.syncing or change["new"] is None:
-            return
-        self.view.set_window(self.view.presets()[change["new"]])
-        self._show_window(self.view.window)
+    def _apply(self, window: Window | tuple[float, float]) -> Window:
+        self.view.set_window(window)
         self.draw()
-
-    def _on_window(self, change: dict[str, Any]) -> None:
-        if self.syncing:
-            return
-        self.view.set_window((self.center.value, self.width.value))
-        self.syncing = True
-        self.presets.index = None
-        self.syncing = False
-        self.draw()
+        return self.view.window
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         if self.syncing:

@@ -31,6 +31,7 @@ import numpy as np
 
 from dicomnb.core.errors import DicomnbError, InputError
 from dicomnb.render.base import View, png_html, view_html
+from dicomnb.render.controls import WindowControls
 from dicomnb.render.pixels import (
     FrameInfo,
     Window,
@@ -503,9 +504,7 @@ class _Controls:
             self.slider.observe(self._on_slice, names="value")
         else:
             rows.append(self.caption)
-        self.center: Any = None
-        self.width: Any = None
-        self.presets: Any = None
+        self.window: WindowControls | None = None
         if view.window is not None:
             presets = view.presets()
             values = view.values(view.index)
@@ -513,23 +512,9 @@ class _Controls:
             low, high = float(np.min(values)), float(np.max(values))
             for preset in presets:
                 low, high = min(low, preset.center - preset.width / 2), max(high, preset.center + preset.width / 2)
-            span = max(high - low, 1e-3)
-            widest = max([span, *(p.width for p in presets)])
-            step = 1.0 if span > 200 else span / 1000
-            self.presets = widgets.Dropdown(options=[(p.label, i) for i, p in enumerate(presets)], description="Window",
-                                            layout=widgets.Layout(width="auto"))
-            self.presets.add_class("dicomnb-presets")
-            self.center = widgets.FloatSlider(min=low, max=high, step=step, description="Centre",
-                                              continuous_update=True)
-            self.width = widgets.FloatSlider(min=step, max=widest, step=step, description="Width",
-                                             continuous_update=True)
-            self.center.add_class("dicomnb-center")
-            self.width.add_class("dicomnb-width")
-            self._show_window(view.window)
-            self.presets.observe(self._on_preset, names="value")
-            self.center.observe(self._on_window, names="value")
-            self.width.observe(self._on_window, names="value")
-            rows.append(widgets.HBox([self.presets, self.center, self.width]))
+            self.window = WindowControls(widgets, presets, low, high, max([high - low, *(p.width for p in presets)]),
+                                         view.window, self._apply)
+            rows.append(self.window.box)
         if view.skipped:
             self.status.value = "".join(f"<div>Left out: {html.escape(t)}</div>" for t in view.skipped[:5])
         rows.append(self.status)
@@ -537,33 +522,12 @@ class _Controls:
         self.box.add_class(f"dicomnb-{view.kind}")
         self.draw()
 
-    def _show_window(self, window: Window) -> None:
-        """Set the controls to ``window`` without each change re-rendering."""
-        self.syncing = True
-        try:
-            presets = self.view.presets()
-            self.presets.index = presets.index(window) if window in presets else None
-            self.center.value = min(max(window.center, self.center.min), self.center.max)
-            self.width.value = min(max(window.width, self.width.min), self.width.max)
-        finally:
-            self.syncing = False
-
-    def _on_preset(self, change: dict[str, Any]) -> None:
-        if self.syncing or change["new"] is None:
-            return
-        chosen = self.view.presets()[change["new"]]
-        self.view.window = chosen
-        self._show_window(chosen)
+    def _apply(self, window: Window | tuple[float, float]) -> Window:
+        self.view.window = window
         self.draw()
-
-    def _on_window(self, change: dict[str, Any]) -> None:
-        if self.syncing:
-            return
-        self.view.window = (self.center.value, self.width.value)
-        self.syncing = True
-        self.presets.index = None
-        self.syncing = False
-        self.draw()
+        shown = self.view.window
+        assert shown is not None  # set just now
+        return shown
 
     def _on_slice(self, change: dict[str, Any]) -> None:
         self.view.index = change["new"]

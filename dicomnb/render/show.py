@@ -176,9 +176,13 @@ def _series_of(column: str, value: str) -> list[str]:
 
 def _from_uid(uid: str, view: str | None) -> View | None:
     catalog = _catalog()
-    if catalog.get(uid) is not None:
-        return show_records([catalog.get(uid)], view)  # type: ignore[list-item]
-    records = catalog.series_records(uid) if uid in set(catalog.series["SeriesInstanceUID"]) else []
+    record = catalog.get(uid)
+    if record is not None:
+        return show_records([record], view)
+    try:
+        records = catalog.series_records(uid)
+    except InputError:  # not a series of the catalog: perhaps a study or a patient
+        records = []
     if records:
         return show_records(records, view)
     for column, what in (("StudyInstanceUID", "study"), ("PatientID", "patient")):

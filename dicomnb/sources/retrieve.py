@@ -43,6 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from dicomnb.core.downloads import CANCEL_POLL
 from dicomnb.core.errors import (
     AssociationAborted,
     ConfigError,
@@ -82,8 +83,7 @@ _PENDING = (0xFF00, 0xFF01)
 # - pynetdicom's qrscp: 0xFE00 after the sub-operation under way (~45 ms), with an identifier.
 # Orthanc and dcmqrscp ignore a late C-CANCEL (after their final response) and answer the release.
 CANCEL_GRACE = 1.0   # seconds the archive gets, once cancelled, to end its requests before we abort
-_WATCH = 0.01        # seconds between two looks at the cancel event while the series run (a pause
-                     # waits for it: the one fixed cost of a pause and resume)
+_WATCH = CANCEL_POLL  # seconds between two looks at the cancel event while the series run
 _LOCK_WAIT = 0.2     # seconds the watching thread waits for an association's send lock
 
 _RESULTS = {1: "rejected permanent", 2: "rejected transient"}

@@ -212,7 +212,8 @@ class Study:
 
 @dataclass(frozen=True)
 class Patient:
-    """A ``<Patient>`` and its studies. The manifest's values override those in the files."""
+    """A ``<Patient>`` and its studies (Weasis shows these values in place of the files' own;
+    the catalog keeps the files' values)."""
 
     patient_id: str
     patient_name: str = ""

@@ -100,14 +100,21 @@ _PARALLEL_MIN = 16
 _BATCH = 8
 
 
-def read_dataset(record: InstanceRecord | str, *, stop_before_pixels: bool = False) -> Any:
-    """The pydicom dataset of an instance (a record of the catalog, or a file's path).
+def read_dataset(record: InstanceRecord | str | os.PathLike[str] | Any, *, stop_before_pixels: bool = False) -> Any:
+    """The pydicom dataset of an instance: a record of the catalog, a file's path, or a
+    pydicom dataset (returned as it is, whatever ``stop_before_pixels``).
 
     Raises
     ------
     UnreadableFileError
         pydicom cannot read it.
     """
+    from pydicom.dataset import Dataset
+
+    if isinstance(record, Dataset):
+        return record
+    if isinstance(record, os.PathLike):
+        record = os.fspath(record)
     return dcmread(record, stop_before_pixels=stop_before_pixels)
 
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.detect import HEAD_SIZE, Kind, attachment_kind, sniff
 from dicomnb.core.errors import DicomnbError, InputError, UnreadableFileError
+from dicomnb.core.volume import read_dataset
 from dicomnb.render.base import View
-from dicomnb.render.sr import format_person_name, load_dataset
+from dicomnb.render.sr import format_person_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,7 +184,7 @@ class PdfView(View):
                 self.name = _safe_name(os.path.basename(path), "document.pdf")
                 super().__init__(title or os.path.basename(path))
                 return
-        ds = load_dataset(source)
+        ds = read_dataset(source)
         self.where = self.where or str(getattr(source, "path", "") or ds.get("SOPInstanceUID") or "")
         self.data = self._from_dataset(ds)
         document_title = str(ds.get("DocumentTitle") or "")

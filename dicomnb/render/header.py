@@ -73,13 +73,10 @@ class HeaderView(View):
     kind = "header"
 
     def __init__(self, source: Any, *, title: str = "") -> None:
-        super().__init__(title)
-        if hasattr(source, "dir") and hasattr(source, "file_meta"):  # a pydicom dataset
-            self.dataset = source
-        else:
-            from dicomnb.core.volume import read_dataset
+        from dicomnb.core.volume import read_dataset
 
-            self.dataset = read_dataset(source, stop_before_pixels=True)
+        super().__init__(title)
+        self.dataset = read_dataset(source, stop_before_pixels=True)
 
     def html(self) -> str:
         ds = self.dataset

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.errors import InputError
+from dicomnb.core.volume import read_dataset
 from dicomnb.render.base import View
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ __all__ = [
     "format_person_name",
     "format_time",
     "is_structured_report",
-    "load_dataset",
     "parse_tree",
     "temporal_text",
     "unit_text",
@@ -73,25 +73,6 @@ _CSS = """
 def is_structured_report(sop_class_uid: str | None) -> bool:
     """True for the SOP classes of structured reports (SR documents, Key Object Selection...)."""
     return bool(sop_class_uid) and str(sop_class_uid).startswith("1.2.840.10008.5.1.4.1.1.88.")
-
-
-def load_dataset(source: Any) -> Any:
-    """The pydicom dataset of ``source``: a catalog record, a file's path, or a dataset itself.
-
-    Raises
-    ------
-    UnreadableFileError
-        The file cannot be read as DICOM.
-    """
-    from pydicom.dataset import Dataset
-
-    from dicomnb.core.volume import read_dataset
-
-    if isinstance(source, Dataset):
-        return source
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    return read_dataset(source)
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -436,7 +417,7 @@ class SrView(View):
     kind = "sr"
 
     def __init__(self, source: InstanceRecord | str | os.PathLike[str] | Any, *, title: str = "") -> None:
-        self.dataset = load_dataset(source)
+        self.dataset = read_dataset(source)
         self.document = parse_tree(self.dataset)
         self.references = [ref for item in self.document.walk() for ref in item.references]
         ds = self.dataset

@@ -161,14 +161,9 @@ def _where(source: Any) -> str:
 
 
 def _read(source: Any, *, header_only: bool) -> Any:
-    from pydicom.dataset import Dataset
-
     from dicomnb.core.volume import read_dataset
 
-    if isinstance(source, Dataset):
-        return source
-    return read_dataset(os.fspath(source) if isinstance(source, os.PathLike) else source,
-                        stop_before_pixels=header_only)
+    return read_dataset(source, stop_before_pixels=header_only)
 
 
 def _instance_number(ds: Any) -> int | None:

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicomnb.core.errors import InputError
+from dicomnb.core.volume import read_dataset
 from dicomnb.render import documents
 from dicomnb.render.base import View, png_html
 from dicomnb.render.sr import (
     code_text,
     format_datetime,
     format_person_name,
-    load_dataset,
     temporal_text,
     unit_text,
 )
@@ -396,7 +396,7 @@ class WaveformView(View):
     def __init__(self, source: InstanceRecord | str | os.PathLike[str] | Any, *, title: str = "") -> None:
         from pydicom.uid import UID
 
-        self.dataset = load_dataset(source)
+        self.dataset = read_dataset(source)
         self.groups = read_groups(self.dataset)
         what = UID(str(self.dataset.get("SOPClassUID") or "")).name or "Waveform"
         super().__init__(title or _title(self.dataset, what))
@@ -534,7 +534,7 @@ class AudioView(View):
     kind = "audio"
 
     def __init__(self, source: InstanceRecord | str | os.PathLike[str] | Any, *, title: str = "") -> None:
-        self.dataset = load_dataset(source)
+        self.dataset = read_dataset(source)
         self.groups = read_groups(self.dataset)
         for group in self.groups:
             if not 1 <= round(group.sampling_frequency) <= 2**31 - 1:

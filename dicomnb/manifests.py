@@ -58,6 +58,7 @@ from dicomnb.core.manifest import (
 )
 from dicomnb.core.model import InstanceRecord
 from dicomnb.core.nodes import DicomWebNode
+from dicomnb.core.overrides import Overrides, check_overrides
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
 from dicomnb.retrieving import downloads, retrieve
 from dicomnb.sources.http import HttpClient, Response, network_error, status_error
@@ -458,14 +459,17 @@ class _Run:
             self.messages.append(Message(title, description, Severity.WARN))
 
     def start_series(self, study_uid: str, patient_id: str, batch: Batch, node: str, method: str,
-                     series: Sequence[tuple[Series, dict[str, Any]]]) -> None:
+                     series: Sequence[tuple[Series, dict[str, Any]]],
+                     overrides: Mapping[str, str] | None = None) -> None:
         """Make and start one job per series of a study whose instances are known: ``series`` pairs
-        each (with its instances) with what its job runs with (``SeriesJob.runtime``)."""
+        each (with its instances) with what its job runs with (``SeriesJob.runtime``); its records
+        show ``overrides`` (:meth:`ArcQuery.overrides`)."""
         study = self.study(study_uid, patient_id)
         try:
             if not series or self._closed(study):
                 return  # nothing to fetch, or closed before it started
-            jobs = [self._job(node, method, study_uid, one, runtime) for one, runtime in series]
+            shown = check_overrides(overrides)
+            jobs = [self._job(node, method, study_uid, one, runtime, shown) for one, runtime in series]
             with self.lock:
                 self.jobs += jobs
             if study.cancel.is_set():
@@ -475,7 +479,8 @@ class _Run:
         finally:
             self.settle(study)
 
-    def _job(self, node: str, method: str, study_uid: str, series: Series, runtime: dict[str, Any]) -> SeriesJob:
+    def _job(self, node: str, method: str, study_uid: str, series: Series, runtime: dict[str, Any],
+             overrides: Overrides) -> SeriesJob:
         uid = series.series_instance_uid
         wanted = {i.sop_instance_uid: i for i in series.instances}  # a multi-frame one is listed per frame
         row = {"Modality": series.modality, "SeriesNumber": series.series_number,
@@ -485,12 +490,14 @@ class _Run:
             instances=[Expected(study_uid, uid, sop, i.sop_class_uid or "") for sop, i in wanted.items()],
             numbers={sop: i.instance_number for sop, i in wanted.items() if i.instance_number is not None},
             sop_classes=tuple(dict.fromkeys(i.sop_class_uid for i in wanted.values() if i.sop_class_uid)),
-            dest=self.dest, description=StudyContents(series={uid: row}).label(uid), queued=True)
+            dest=self.dest, description=StudyContents(series={uid: row}).label(uid), queued=True,
+            overrides=overrides)
         job.runtime.update(timeout=self.timeout, **runtime)
         return job
 
     def retrieve_study(self, node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | None, *,
-                       patient_id: str = "", runtime: dict[str, Any] | None = None) -> None:
+                       patient_id: str = "", runtime: dict[str, Any] | None = None,
+                       overrides: Mapping[str, str] | None = None) -> None:
         """List (QIDO-RS) and retrieve (WADO-RS) a study, or some of its series, with :func:`retrieve`."""
         study = self.study(study_uid, patient_id)
         try:
@@ -499,7 +506,7 @@ class _Run:
             try:
                 result = retrieve(node, study_uid, series_uids, dest=self.dest, timeout=self.timeout,
                                   progress=self.progress.part(study), raise_incomplete=False, cancel=study.cancel,
-                                  runtime=runtime)
+                                  runtime=runtime, overrides=overrides)
             except RetrieveIncomplete as exc:
                 result = exc.result
                 if isinstance(exc.__cause__, DicomnbError):
@@ -666,13 +673,15 @@ def _plan_wado_uri(run: _Run, *, arc: ArcQuery, index: int) -> None:
                        for i in series.instances}
                 listed.append((series, {"fetch": functools.partial(
                     _fetch_urls, urls=own, headers=headers, name=name, base_url=arc.base_url, timeout=run.timeout)}))
-            run.start_series(uid, patient.patient_id, batch, name, "wado-uri", listed)
+            run.start_series(uid, patient.patient_id, batch, name, "wado-uri", listed, arc.overrides(patient, study))
 
 
 def search_studies(run: _Run, node: DicomWebNode, criteria: Sequence[SearchCriteria], *, what: str,
-                   most_recent: int | None = None, runtime: dict[str, Any] | None = None) -> None:
+                   most_recent: int | None = None, runtime: dict[str, Any] | None = None,
+                   overrides: Mapping[str, str] | None = None) -> None:
     """Find studies with QIDO-RS (with each of ``criteria``), then retrieve each whole; a search
-    that matches nothing gives a "Nothing found" message naming ``what`` was looked for."""
+    that matches nothing gives a "Nothing found" message naming ``what`` was looked for. The
+    records show ``overrides``."""
     from dicomnb.sources.dicomweb import search
 
     rows: dict[str, dict[str, Any]] = {}
@@ -688,7 +697,7 @@ def search_studies(run: _Run, node: DicomWebNode, criteria: Sequence[SearchCrite
         run.note("Nothing found", f"{node.name}: no study matches {what}")
     for row in found:
         run.retrieve_study(node, str(row["StudyInstanceUID"]), None, patient_id=str(row.get("PatientID") or ""),
-                           runtime=runtime)
+                           runtime=runtime, overrides=overrides)
 
 
 def _plan_dicom_web(run: _Run, *, arc: ArcQuery, index: int) -> None:
@@ -701,16 +710,17 @@ def _plan_dicom_web(run: _Run, *, arc: ArcQuery, index: int) -> None:
                 LOGGER.info("%s: the studies of patient %s are found by PatientID only (not by its issuer)",
                             node.name, patient.patient_id)
             run.submit(functools.partial(search_studies, run, node, [SearchCriteria(patient_id=patient.patient_id)],
-                                         what=f"PatientID {patient.patient_id}"))
+                                         what=f"PatientID {patient.patient_id}", overrides=arc.overrides(patient)))
             continue
         for study in patient.studies:
             uid = study.study_instance_uid
             partial = [se.series_instance_uid for se in study.series if not se.instances]
+            overrides = arc.overrides(patient, study)
             if not study.series or partial:
                 run.submit(functools.partial(run.retrieve_study, node, uid, partial or None,
-                                             patient_id=patient.patient_id))
+                                             patient_id=patient.patient_id, overrides=overrides))
             run.start_series(uid, patient.patient_id, batch, node.name, "wado-rs",
-                             [(se, {"node": node}) for se in study.series if se.instances])
+                             [(se, {"node": node}) for se in study.series if se.instances], overrides)
 
 
 def retrieve_manifest(

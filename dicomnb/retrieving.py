@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dicomnb.core.downloads import CANCEL_POLL, COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
 from dicomnb.core.errors import ConfigError, CriteriaError, DicomnbError, RetrieveIncomplete
 from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
+from dicomnb.core.overrides import check_overrides
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
 from dicomnb.network import _target
 
@@ -202,6 +203,7 @@ def retrieve(
     raise_incomplete: bool = True,
     cancel: threading.Event | None = None,
     runtime: dict[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> RetrieveResult:
     """Retrieve a study (or some of its series) into the local store and the catalog.
 
@@ -256,6 +258,11 @@ def retrieve(
         Kept with each of its jobs in this process (``SeriesJob.runtime``): ``{"node": other}``
         transfers with another node than the one the study is listed with (``$dicom:rs``'s
         ``--retrieve-header``, :mod:`dicomnb.rs`).
+    overrides : mapping of str to str, optional
+        Values the catalog's records show in place of the files' own, by DICOM keyword
+        (``{"PatientName": "Doe^Jane"}``), also in the datasets read through them; the files
+        stay as the archive sent them. Kept with the jobs, so a resumed job applies them too.
+        A manifest's ``overrideDicomTagsList`` uses this.
 
     Returns
     -------
@@ -269,6 +276,8 @@ def retrieve(
         Instances listed did not arrive (and it was not cancelled); ``.missing`` lists their
         SOP Instance UIDs and ``.result`` is the :class:`RetrieveResult`. The jobs stay
         ``incomplete``: ``downloads.retry_missing()`` fetches just those.
+    InputError
+        ``overrides`` names an attribute that is not a DICOM keyword or cannot be overridden.
     ConfigError
         No saved node of that name, an unknown method, no WADO-URI URL, a bad transfer
         syntax file, or (C-MOVE) a Storage SCP port that cannot be listened on.
@@ -285,6 +294,7 @@ def retrieve(
         raise CriteriaError("a retrieve needs the StudyInstanceUID of the study")
     if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
         raise ConfigError(f"parallel must be a whole number >= 1, not {parallel!r}")
+    shown = check_overrides(overrides)
     study_uid = study_uid.strip()
     store = NodeStore.load()
     target = _target(store, node)
@@ -323,7 +333,8 @@ def retrieve(
                 return
             job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
                                 instances=instances, numbers=contents.numbers, sop_classes=contents.sop_classes,
-                                dest=dest_path, description=contents.label(series_uid), queued=True)
+                                dest=dest_path, description=contents.label(series_uid), queued=True,
+                                overrides=shown)
             keep(job)
         if cancel is not None and cancel.is_set():
             downloads.pause([job])  # paused while the study was being listed: saved paused, for resume()
@@ -334,7 +345,7 @@ def retrieve(
         # the listing stopped before this series: its job lists it when resumed
         with lock:
             keep(downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
-                               instances=[], dest=dest_path, listed=False,
+                               instances=[], dest=dest_path, listed=False, overrides=shown,
                                description=StudyContents(series={series_uid: row}).label(series_uid),
                                error=f"not listed: {failure}" if failure is not None else ""))
 

@@ -18,7 +18,7 @@ from netcommon import node_of
 
 import dicomnb
 from dicomnb.core.downloads import SeriesJob, preview_order
-from dicomnb.core.errors import DownloadError
+from dicomnb.core.errors import DownloadError, InputError
 from dicomnb.core.retrieval import Expected
 from dicomnb.core.store import instance_path
 
@@ -226,6 +226,56 @@ def test_the_command_line_lists_resumes_and_cancels(study: Any, tmp_path: Path, 
     assert json.loads(run_cli("downloads", "--json", cache=isolated_cache, config=config).stdout) == {"jobs": []}
 
 
+RESUME_AND_SHOW = """
+import json, dicomnb
+jobs = dicomnb.downloads.resume()
+assert dicomnb.downloads.wait(jobs, timeout=120)
+records = dicomnb.catalog.records()
+shown = dicomnb.catalog.dataset(records[0].SOPInstanceUID)
+print(json.dumps({"rows": sorted({(r.PatientName, r.StudyDescription) for r in records}),
+                  "sops": [r.SOPInstanceUID for r in records],
+                  "dataset": [str(shown.PatientName), shown.StudyDescription], "path": records[0].path}))
+"""
+
+
+@pytest.mark.integration
+def test_overrides_go_with_the_jobs_and_a_resume_in_another_process_applies_them(
+        study: Any, isolated_cache: Path) -> None:
+    peer, uid, files = study
+    values = {"PatientName": "Doe^Jane", "StudyDescription": "second opinion"}
+    cancel = threading.Event()
+    dicomnb.downloads.series_parallel = dicomnb.downloads.instance_parallel = 1
+    def pause(done: int, total: int) -> None:
+        if done >= 4:  # the jobs at once, so that the first series stops before its end
+            cancel.set()
+            dicomnb.downloads.pause()
+
+    try:  # one instance at a time: the pause comes in the first series, which some instances reached
+        paused = dicomnb.retrieve(saved_node(peer), uid, method="wado-uri", cancel=cancel, overrides=values,
+                                  progress=pause)
+    finally:
+        dicomnb.downloads.series_parallel, dicomnb.downloads.instance_parallel = 3, 4
+    assert paused.cancelled and 4 <= len(paused.instances) < 9
+    assert {(r.PatientName, r.StudyDescription) for r in paused.instances} == {("Doe^Jane", "second opinion")}
+    saved = [json.loads(p.read_bytes()) for p in (isolated_cache / "downloads").glob("*.json")]
+    assert len(saved) == 3 and all(state["overrides"] == values for state in saved)
+    env = {**os.environ, "DICOMNB_CACHE_DIR": str(isolated_cache)}
+    child = subprocess.run([sys.executable, "-c", RESUME_AND_SHOW], capture_output=True, text=True, env=env,
+                           timeout=180)
+    assert child.returncode == 0, child.stderr
+    shown = json.loads(child.stdout)
+    # every instance, those that landed before the pause (read again from the store) and those
+    # after, shows the values
+    assert sorted(shown["sops"]) == sorted(files) and shown["rows"] == [["Doe^Jane", "second opinion"]]
+    assert shown["dataset"] == ["Doe^Jane", "second opinion"]
+    # the files are the archive's, byte for byte
+    stored = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p
+              for p in (isolated_cache / "store").rglob("*.dcm")}
+    assert len(stored) == 27 and all(stored[sop].read_bytes() == files[sop].read_bytes() for sop in files)
+    with pytest.raises(InputError, match="UIDs identify"):
+        dicomnb.retrieve(saved_node(peer), uid, overrides={"SeriesInstanceUID": "1.2.3"})
+
+
 @pytest.mark.integration
 def test_retrieve_prints_progress_and_keeps_jobs(study: Any, isolated_cache: Path) -> None:
     peer, uid, files = study
@@ -259,7 +309,8 @@ def test_a_job_holds_its_series_while_it_runs(isolated_cache: Path) -> None:
 def test_series_job_round_trips_through_json() -> None:
     job = SeriesJob(id="abc", node="n", method="wado-rs", study_uid="1", series_uid="1.1",
                     instances=[Expected("1", "1.1", "1.1.1", "cls")], sop_classes=("cls",), dest="/tmp/x",
-                    description="MR 2: t1", state="incomplete", done=0, bytes=12, error="refused")
+                    description="MR 2: t1", state="incomplete", done=0, bytes=12, error="refused",
+                    overrides=(("PatientName", "Doe^Jane"),))
     again = SeriesJob.from_json(json.loads(json.dumps(job.to_json())))
     assert again.to_json() == job.to_json() and again.status().text == "incomplete: 1 missing"
     unlisted = SeriesJob(id="def", node="n", method="wado-rs", study_uid="1", series_uid="1.2", instances=[],

@@ -383,3 +383,39 @@ def test_missing_attributes_in_json_say_where() -> None:
     no_base = {"manifest": {"arcQuery": [{"arcId": "x", "Patient": [{"PatientID": "P"}]}]}}
     with pytest.raises(ManifestError, match=r"manifest\.arcQuery\[0\] has no baseUrl"):
         parse_manifest(json.dumps(no_base))
+
+
+def test_override_dicom_tags_list_takes_the_patients_then_the_studys_values() -> None:
+    xml = WEASIS_XML.replace(
+        'overrideDicomTagsList="0x00100010,0x00100020"',
+        # PatientName, PatientID, StudyDescription, AccessionNumber (hex, decimal and Java's "#"),
+        # StudyInstanceUID (never), Modality and PatientBirthTime (no value in the manifest)
+        'overrideDicomTagsList="0x00100010, 0x00100020,0x00081030,524368,#0020000D,0x00080060,0x00100032,junk"')
+    arc = parse_manifest(xml.encode()).arc_queries[0]
+    assert arc.override_dicom_tags_list == (0x00100010, 0x00100020, 0x00081030, 0x00080050, 0x0020000D,
+                                            0x00080060, 0x00100032)
+    patient = arc.patients[0]
+    assert arc.overrides(patient, patient.studies[0]) == {
+        "PatientName": "DOE^JANE", "PatientID": "PAT-1", "StudyDescription": "CT chest", "AccessionNumber": "ACC-9"}
+    # a patient without its study (a DICOM_WEB manifest stopping at the patient): the patient's values alone
+    assert arc.overrides(patient) == {"PatientName": "DOE^JANE", "PatientID": "PAT-1"}
+    # no list: nothing is overridden
+    assert parse_manifest(xml.encode()).arc_queries[1].overrides(parse_manifest(xml.encode()).patients[1]) == {}
+
+
+def test_overrides_are_text_attributes_named_by_keyword() -> None:
+    from dicomnb.core.overrides import check_overrides
+
+    assert check_overrides({"PatientName": "Doe^Jane", "SeriesNumber": 4, "StudyDescription": None}) == (
+        ("PatientName", "Doe^Jane"), ("SeriesNumber", "4"), ("StudyDescription", ""))
+    assert check_overrides(None) == ()
+    for bad, why in [({"Patient Name": "x"}, "not a DICOM keyword"),
+                     ({"SOPInstanceUID": "1.2"}, "UIDs identify"),
+                     ({"StudyInstanceUID": "1.2"}, "UIDs identify"),
+                     ({"Rows": "4"}, "only text attributes"),
+                     ({"NumberOfFrames": "4"}, "only text attributes"),
+                     ({"ReferencedImageSequence": "x"}, "only text attributes"),
+                     ({"SeriesNumber": "four"}, "whole number"),
+                     ({"PatientName": ["a"]}, "must be text")]:
+        with pytest.raises(InputError, match=why):
+            check_overrides(bad)

@@ -329,6 +329,56 @@ def test_rs_finds_with_qido_and_retrieves_with_wado_rs(archive: Any) -> None:
     assert nothing.expected == 0 and [m.title for m in nothing.messages] == ["Nothing found"]
 
 
+def portal(xml: str, study: Study, tags: str) -> str:
+    """``xml`` as a portal writes it: its own PatientID, name and study description, and the tags
+    (``overrideDicomTagsList``) whose values it wants shown in place of the files'."""
+    return (xml.replace(" baseUrl=", f' overrideDicomTagsList="{tags}" baseUrl=', 1)
+            .replace(f'<Patient PatientID="{study.patient_id}">', '<Patient PatientID="PORTAL-7" PatientName="Portal^Pat">')
+            .replace(f'<Study StudyInstanceUID="{study.uid}">',
+                     f'<Study StudyInstanceUID="{study.uid}" StudyDescription="From the portal">'))
+
+
+@pytest.mark.integration
+def test_override_dicom_tags_list_shows_the_manifests_values_and_keeps_the_files(archive: Any) -> None:
+    orthanc, study = archive
+    # PatientName, PatientID, StudyDescription; StudyInstanceUID is never overridden; the manifest
+    # has no Modality at the study or patient level: the files' stays
+    tags = "0x00100010,0x00100020,0x00081030,0x0020000D,0x00080060"
+    files = {sop: pydicom.dcmread(path, stop_before_pixels=True) for sop, path in study.files.items()}
+    result = manifests.retrieve_manifest(portal(study.xml(orthanc.wado_url), study, tags).encode())
+    assert result.complete and result.retrieved == 15
+    assert_in_store(study, result.instances, 15)  # the store holds the archive's bytes, untouched
+    for record in result.instances:
+        original = files[record.SOPInstanceUID]
+        assert (record.PatientID, record.PatientName, record.StudyDescription) == (
+            "PORTAL-7", "Portal^Pat", "From the portal")
+        assert record.StudyInstanceUID == study.uid and record.Modality == original.Modality == "CT"
+        assert record.StudyDate == original.StudyDate  # not listed: the file's value
+        assert dict(record.overrides) == {"PatientName": "Portal^Pat", "PatientID": "PORTAL-7",
+                                          "StudyDescription": "From the portal"}
+    assert dicomnb.catalog.patients[["PatientID", "PatientName"]].values.tolist() == [["PORTAL-7", "Portal^Pat"]]
+    assert dicomnb.catalog.studies["StudyDescription"].tolist() == ["From the portal"]
+    # what is read through the catalog shows them too (viewers, headers); the file does not
+    sop = result.instances[0].SOPInstanceUID
+    shown = dicomnb.catalog.dataset(sop)
+    assert (str(shown.PatientName), shown.PatientID, shown.StudyDescription) == (
+        "Portal^Pat", "PORTAL-7", "From the portal")
+    assert pydicom.dcmread(result.instances[0].path).PatientID == files[sop].PatientID != "PORTAL-7"
+    assert {tuple(r["overrides"].items()) for r in dicomnb.ImportReport(instances=result.instances).to_json()[
+        "instances"]} == {(("PatientName", "Portal^Pat"), ("PatientID", "PORTAL-7"),
+                           ("StudyDescription", "From the portal"))}
+    # a DICOMweb manifest stopping at the study (completed with QIDO-RS) applies them too; the
+    # instances are in the store and the catalog already: the catalog's records take the values
+    dicomnb.catalog.clear()
+    manifests.retrieve_manifest(study.xml(orthanc.wado_url).encode())  # the files' own values first
+    assert dicomnb.catalog.patients["PatientID"].tolist() == [study.patient_id]
+    web = manifests.retrieve_manifest(
+        portal(dicom_web(study.xml(orthanc.dicomweb_url, series=[])), study, "0x00100020,0x00081030").encode())
+    assert web.complete and len(web.instances) == 15 and web.retrieved == 0
+    assert {(r.PatientID, r.StudyDescription, r.PatientName) for r in dicomnb.catalog.records()} == {
+        ("PORTAL-7", "From the portal", str(files[sop].PatientName))}
+
+
 # --- typed errors ----------------------------------------------------------------------------------------------
 
 @pytest.mark.integration

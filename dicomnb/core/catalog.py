@@ -139,6 +139,9 @@ class Catalog:
                         known = item
                     else:
                         report.duplicates += 1
+                        if item.overrides and item.overrides != known.overrides:
+                            # a manifest's values (overrideDicomTagsList) win over the file's own
+                            instances[uid] = known = item
                     if uid not in seen:
                         seen.add(uid)
                         report.instances.append(known)

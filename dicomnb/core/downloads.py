@@ -38,6 +38,7 @@ from typing import Any
 
 from dicomnb.core.errors import DicomnbError, DownloadError
 from dicomnb.core.model import Item
+from dicomnb.core.overrides import Overrides, check_overrides
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult
 from dicomnb.core.settings import settings
 from dicomnb.core.store import atomic_write, instance_path, key_for
@@ -224,6 +225,8 @@ class SeriesJob:
     #: False while its instances are not known: the listing of the study was paused or cut
     #: off before this series; the job lists the series itself when it runs.
     listed: bool = True
+    #: Values its records show in place of the files' own (:mod:`dicomnb.core.overrides`).
+    overrides: tuple[tuple[str, str], ...] = ()
     # -- this process only --
     #: What the process that started it knows and the disk does not: the node object, the
     #: calling node, the timeout (a resumed job finds the node and calling node as saved).
@@ -267,7 +270,7 @@ class SeriesJob:
                 "study_uid": self.study_uid, "series_uid": self.series_uid, "dest": self.dest,
                 "description": self.description, "state": self.state, "done": self.done, "bytes": self.bytes,
                 "error": self.error, "created": self.created, "owner": self.owner, "first_path": self.first_path,
-                "listed": self.listed, "sop_classes": list(self.sop_classes),
+                "listed": self.listed, "sop_classes": list(self.sop_classes), "overrides": dict(self.overrides),
                 "instances": [[e.sop_instance_uid, e.sop_class_uid] for e in self.instances]}
 
     @classmethod
@@ -280,7 +283,8 @@ class SeriesJob:
                    state=str(data.get("state") or QUEUED), done=int(data.get("done") or 0),
                    bytes=int(data.get("bytes") or 0), error=str(data.get("error") or ""),
                    created=float(data.get("created") or 0), owner=int(data.get("owner") or 0),
-                   first_path=data.get("first_path"), listed=bool(data.get("listed", True)))
+                   first_path=data.get("first_path"), listed=bool(data.get("listed", True)),
+                   overrides=check_overrides(dict(data.get("overrides") or {})))
 
 
 class Batch:
@@ -411,7 +415,7 @@ class DownloadManager:
             job = SeriesJob.from_json(json.loads(path.read_bytes()))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, DicomnbError) as exc:
             LOGGER.warning("download state %s cannot be read (%s): ignored", path, exc)
             job = None
         self._read[path] = (version, job)
@@ -471,7 +475,8 @@ class DownloadManager:
     # -- creating jobs ------------------------------------------------------------------------------
     def add(self, *, node: str, method: str, study_uid: str, series_uid: str, instances: Sequence[Expected],
             numbers: dict[str, int] | None = None, sop_classes: Sequence[str] = (), dest: str | None = None,
-            description: str = "", listed: bool = True, error: str = "", queued: bool = False) -> SeriesJob:
+            description: str = "", listed: bool = True, error: str = "", queued: bool = False,
+            overrides: Overrides = ()) -> SeriesJob:
         """The job of one series, made (or renewed with this listing) and saved, not started.
 
         A job of the same node, series and destination that is running is returned as it is.
@@ -479,7 +484,8 @@ class DownloadManager:
         before it): the job lists them when it runs, and it is saved ``incomplete`` with
         ``error`` when one is given (the listing failed), else ``paused``. With ``queued``
         it is saved ``queued`` in this process, for :meth:`start` to run at once (should the
-        process die before, the job reads ``interrupted``, not ``paused``).
+        process die before, the job reads ``interrupted``, not ``paused``). ``overrides``
+        (checked by :func:`~dicomnb.core.overrides.check_overrides`) go on its records.
         """
         dest = os.path.abspath(dest) if dest else None
         job_id = SeriesJob.key(node, study_uid, series_uid, dest)
@@ -492,7 +498,7 @@ class DownloadManager:
                             instances=_sorted_for_preview(instances, numbers or {}), sop_classes=tuple(sop_classes),
                             dest=dest, description=description or f"series {series_uid}",
                             state=INCOMPLETE if error else QUEUED if queued else PAUSED, error=error,
-                            listed=listed, owner=os.getpid() if queued else 0)
+                            listed=listed, owner=os.getpid() if queued else 0, overrides=tuple(overrides))
             if known is not None:
                 job.created = known.created
             self._live[key] = job
@@ -592,7 +598,8 @@ class DownloadManager:
                 return
             self._clean_partial(job)
             landing = Landing(job.instances, self.file_items, source=_SOURCES.get(job.method, job.method),
-                              origin=job.node, dest=job.dest, progress=lambda done, total: self._progress(job, landing))
+                              origin=job.node, dest=job.dest, progress=lambda done, total: self._progress(job, landing),
+                              overrides=job.overrides)
             # resumed where it was paused: the records of what landed need no second reading
             landing.file_stored({r.SOPInstanceUID: r for r in job.result.instances} if job.result else None)
             job.done, job.bytes = len(landing.records), _stored_bytes(landing)

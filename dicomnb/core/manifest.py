@@ -212,8 +212,8 @@ class Study:
 
 @dataclass(frozen=True)
 class Patient:
-    """A ``<Patient>`` and its studies (Weasis shows these values in place of the files' own;
-    the catalog keeps the files' values)."""
+    """A ``<Patient>`` and its studies. Its values, and its studies', replace the files' own
+    for the tags of ``overrideDicomTagsList`` (:meth:`ArcQuery.overrides`)."""
 
     patient_id: str
     patient_name: str = ""
@@ -288,7 +288,8 @@ class ArcQuery:
         ``additionalParameters`` / ``additionnalParameters``: appended to every request URL
         (``&session=...``).
     override_dicom_tags_list : tuple of int
-        ``overrideDicomTagsList``: the tags whose manifest values replace those in the files.
+        ``overrideDicomTagsList``: the tags whose manifest values replace those of the files
+        (:meth:`overrides`; the catalog shows them, the files are left as sent).
     query_mode : QueryMode
         ``queryMode``.
     web_login : str or None
@@ -326,6 +327,25 @@ class ArcQuery:
         if self.web_login:
             headers["Authorization"] = f"Basic {self.web_login}"
         return headers
+
+    def overrides(self, patient: Patient, study: Study | None = None) -> dict[str, str]:
+        """The values of ``overrideDicomTagsList`` for the instances of ``patient`` (and ``study``).
+
+        By DICOM keyword, as Weasis's ``LoadSeries.applyOverrides``: each listed tag takes the
+        patient's value, else the study's; a tag neither holds, or holds empty, keeps the files'
+        value, and StudyInstanceUID is never overridden (it identifies the study).
+        """
+        values: dict[str, str] = {}
+        for tag in self.override_dicom_tags_list:
+            held = _OVERRIDABLE.get(tag)
+            if held is None:
+                continue
+            keyword, level, name = held
+            owner = patient if level == "patient" else study
+            value = str(getattr(owner, name, "") or "") if owner is not None else ""
+            if value.strip():
+                values[keyword] = value
+        return values
 
     def instance_count(self) -> int:
         """How many instances the manifest lists for this archive (without completion)."""
@@ -849,6 +869,24 @@ def _integer(value: str | None) -> int | None:
         return int(number) if number.is_integer() else None
 
 
+#: The tags a manifest holds values for (its Patient and Study attributes), as the keyword, the
+#: level and the field of :class:`Patient` or :class:`Study` (``overrideDicomTagsList``).
+_OVERRIDABLE: dict[int, tuple[str, str, str]] = {
+    0x00100010: ("PatientName", "patient", "patient_name"),
+    0x00100020: ("PatientID", "patient", "patient_id"),
+    0x00100021: ("IssuerOfPatientID", "patient", "issuer_of_patient_id"),
+    0x00100030: ("PatientBirthDate", "patient", "patient_birth_date"),
+    0x00100032: ("PatientBirthTime", "patient", "patient_birth_time"),
+    0x00100040: ("PatientSex", "patient", "patient_sex"),
+    0x00080020: ("StudyDate", "study", "study_date"),
+    0x00080030: ("StudyTime", "study", "study_time"),
+    0x00080050: ("AccessionNumber", "study", "accession_number"),
+    0x00080090: ("ReferringPhysicianName", "study", "referring_physician_name"),
+    0x00081030: ("StudyDescription", "study", "study_description"),
+    0x00200010: ("StudyID", "study", "study_id"),
+}
+
+
 def _tag_list(value: str | None, where: str) -> tuple[int, ...]:
     tags: list[int] = []
     for item in (value or "").split(","):
@@ -856,6 +894,8 @@ def _tag_list(value: str | None, where: str) -> tuple[int, ...]:
         if not item:
             continue
         try:
+            if item.startswith("#"):  # Java's Integer.decode, which Weasis reads the list with
+                item = "0x" + item[1:]
             tags.append(int(item, 0) if item[:2].lower() == "0x" else int(item))
         except ValueError:
             LOGGER.warning("%s: overrideDicomTagsList item %r is not a tag (0x00100010): skipped",

@@ -82,6 +82,11 @@ class InstanceRecord:
     values are ``None``. ``source`` is the kind of source (``"local"``, ``"zip"``,
     ``"dicomdir"``); ``origin`` is what the user named (folder, archive, DICOMDIR);
     ``member`` is the entry name inside an archive, when there is one.
+
+    ``overrides`` holds the values shown in place of the file's own, as ``(keyword, value)``
+    pairs (a manifest's ``overrideDicomTagsList``, :func:`dicomnb.retrieve`'s ``overrides``):
+    the fields above already show them, and :func:`dicomnb.core.slices.dcmread` applies them to
+    the dataset it reads; the file keeps what the archive sent. It is not a table column.
     """
 
     PatientID: str | None
@@ -108,6 +113,7 @@ class InstanceRecord:
     source: str = "local"
     origin: str = ""
     member: str | None = None
+    overrides: tuple[tuple[str, str], ...] = dataclasses.field(default=(), metadata={"column": False})
 
     def replace(self, **changes: object) -> InstanceRecord:
         """Return a copy with some fields changed."""
@@ -192,5 +198,5 @@ Item = InstanceRecord | ImageRecord | AttachmentRecord | MissingRecord | ErrorRe
 
 
 def columns_of(record_type: type) -> tuple[str, ...]:
-    """Return the field names of a record class, in order (the DataFrame columns)."""
-    return tuple(f.name for f in dataclasses.fields(record_type))
+    """Return the field names of a record class that are DataFrame columns, in order."""
+    return tuple(f.name for f in dataclasses.fields(record_type) if f.metadata.get("column", True))

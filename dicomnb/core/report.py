@@ -127,7 +127,7 @@ class ImportReport:
         return {
             "counts": self.counts(),
             "stopped": self.stopped,
-            "instances": [dataclasses.asdict(r) for r in self.instances],
+            "instances": [{**dataclasses.asdict(r), "overrides": dict(r.overrides)} for r in self.instances],
             "images": [dataclasses.asdict(r) for r in self.images],
             "attachments": [dataclasses.asdict(r) for r in self.attachments],
             "missing": [dataclasses.asdict(r) for r in self.missing],

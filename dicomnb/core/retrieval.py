@@ -32,6 +32,7 @@ from typing import Any
 
 from dicomnb.core.classify import classify_file, classify_head
 from dicomnb.core.model import ErrorRecord, InstanceRecord, Item
+from dicomnb.core.overrides import Overrides, overridden
 from dicomnb.core.store import atomic_write, atomic_writer, instance_path
 
 __all__ = ["IMPLEMENTATION_UID", "IMPLEMENTATION_VERSION", "Expected", "Landing", "RetrieveResult", "StudyContents",
@@ -271,6 +272,8 @@ class Landing:
         A folder that gets a copy of every instance (same layout as the store).
     progress : callable, optional
         Called as ``progress(done, total)`` after each instance lands.
+    overrides : Overrides, optional
+        Values its records show in place of the files' own (:mod:`dicomnb.core.overrides`).
 
     Attributes
     ----------
@@ -280,8 +283,9 @@ class Landing:
 
     def __init__(self, expected: Sequence[Expected], file_items: Callable[[list[Item]], object], *,
                  source: str, origin: str, dest: str | os.PathLike[str] | None = None,
-                 progress: Callable[[int, int], object] | None = None) -> None:
+                 progress: Callable[[int, int], object] | None = None, overrides: Overrides = ()) -> None:
         self.expected = {e.sop_instance_uid: e for e in expected}
+        self.overrides = overrides
         self.file_items = file_items
         self.source, self.origin = source, origin
         self.dest = Path(dest) if dest is not None else None
@@ -314,6 +318,7 @@ class Landing:
             item = record if record is not None and record.path == str(path) else \
                 classify_file(str(path), self.source, self.origin)
             if isinstance(item, InstanceRecord) and item.SOPInstanceUID == sop:
+                item = overridden(item, self.overrides)
                 with self._lock:
                     self.records[sop] = item
                     self.pending.discard(sop)
@@ -439,6 +444,7 @@ class Landing:
     def _landed(self, e: Expected, path: Path, item: InstanceRecord, content: bytes | None) -> int:
         """File an instance now in the store at ``path``; copy it to the destination."""
         self._copy_to_dest(e, path, content)
+        item = overridden(item, self.overrides)
         with self._lock:
             if e.sop_instance_uid not in self.pending:
                 return SUCCESS

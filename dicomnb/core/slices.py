@@ -28,6 +28,7 @@ import numpy as np
 
 from dicomnb.core.archive import in_archive, read_instance
 from dicomnb.core.errors import DecoderMissing, DicomnbError, InputError, UnreadableFileError
+from dicomnb.core.overrides import apply_to_dataset
 
 if TYPE_CHECKING:
     from dicomnb.core.model import InstanceRecord
@@ -97,6 +98,8 @@ def open_source(source: Any, *, stop_before_pixels: bool = False) -> Any:
 def dcmread(record: InstanceRecord | str, **options: Any) -> Any:
     """``pydicom.dcmread`` of a path, a catalog record or its archive entry, with ``options``.
 
+    A record's :attr:`~dicomnb.core.model.InstanceRecord.overrides` are set in the dataset.
+
     Raises
     ------
     UnreadableFileError
@@ -110,11 +113,13 @@ def dcmread(record: InstanceRecord | str, **options: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # force: the catalog holds datasets written without preamble too (the scanner read them)
-            return pydicom.dcmread(source, force=True, **options)
+            ds = pydicom.dcmread(source, force=True, **options)
     except DicomnbError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
         raise UnreadableFileError(f"cannot read {where}: {exc}") from exc
+    overrides = () if isinstance(record, str) else record.overrides
+    return apply_to_dataset(ds, overrides) if overrides else ds
 
 
 def has_pixels(ds: Any) -> bool:

@@ -31,7 +31,8 @@ cells = [
         "import xml.etree.ElementTree as ET\n"
         "from urllib.parse import quote\n\n"
         "import matplotlib.image\n"
-        "import numpy as np\n\n"
+        "import numpy as np\n"
+        "import pydicom\n\n"
         "import dicomnb\n"
         "from dicomnb.core.manifest import load_manifest\n\n"
         "# A store of this notebook's own, so that each run fetches everything afresh; the shell\n"
@@ -191,6 +192,31 @@ cells = [
         "    dicomnb.catalog.clear()\n"
         "    (got,) = dicomnb.run(f'$dicom:get -l \"{folder}\"')\n"
         "    print(got.summary())"
+    ),
+    new_markdown_cell(
+        "### Values from the manifest: `overrideDicomTagsList`\n\n"
+        "A portal may know the patient by another name or ID than the archive's files carry. The tags "
+        "its manifest lists in `overrideDicomTagsList` take the manifest's Patient values, else its "
+        "Study values, as in Weasis. dicomnb shows them in the catalog and in every dataset read "
+        "through it, and keeps the files exactly as the archive sent them. Here the CR study again, "
+        "with the portal's name for the patient and its own study description."
+    ),
+    new_code_cell(
+        "uid = cr[\"StudyInstanceUID\"]\n"
+        "portal = (xml_manifest.read_text()\n"
+        "          .replace(\"<arcQuery \", '<arcQuery overrideDicomTagsList=\"0x00100010,0x00081030\" ', 1)\n"
+        "          .replace(f'PatientName=\"{cr[\"PatientName\"]}\"', 'PatientName=\"Portal^Archie\"')\n"
+        "          .replace(f'StudyInstanceUID=\"{uid}\"', f'StudyInstanceUID=\"{uid}\" StudyDescription=\"Spine, 3 views\"'))\n"
+        "portal_manifest = work / \"portal.xml\"\n"
+        "portal_manifest.write_text(portal)\n"
+        "manifest = load_manifest(portal_manifest)\n"
+        "patient = manifest.patients[0]\n"
+        "print(\"shown in place of the files' values:\", manifest.arc_queries[0].overrides(patient, patient.studies[0]))\n"
+        "if http:\n"
+        "    result = dicomnb.retrieve_manifest(portal_manifest)\n"
+        "    print(result.message)\n"
+        "    display(dicomnb.catalog.studies.query(\"StudyInstanceUID == @uid\")[[\"PatientName\", \"StudyDescription\"]])\n"
+        "    print(\"the file itself:\", pydicom.dcmread(result.instances[0].path).PatientName)"
     ),
     new_markdown_cell(
         "### `$dicom:rs`: find and retrieve over DICOMweb\n\n"

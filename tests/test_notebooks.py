@@ -170,6 +170,9 @@ def test_commands_notebook_runs_commands_links_and_manifests(orthanc_env: Any, t
     assert "messages: ['Spine X-rays: 3 views, sent by the PACS']" in text
     assert "retrieve_manifest: 4 instances retrieved" in text and "progress: (4, 4)" in text
     assert "| retrieved: 0" in text
+    # overrideDicomTagsList: the catalog shows the portal's values, the file keeps the archive's
+    assert "shown in place of the files' values: {'PatientName': 'Portal^Archie', 'StudyDescription': " in text
+    assert re.search(r"Portal\^Archie +Spine, 3 views", text) and "the file itself: Doe^Archibald" in text
     # dicomnb open --json from a shell cell: $dicom:get -l, then $dicom:rs over DICOMweb
     assert "exit status 0" in text
     assert "retrieved: 4 | commands: ['dicom:get', 'dicom:rs']" in text
@@ -187,6 +190,7 @@ def test_without_orthanc_the_notebooks_say_so_and_run_to_the_end(name: str, tmp_
     else:
         assert "No Orthanc here (DICOMNB_ORTHANC_HTTP is not set)" in text
         assert "manifest.xml: xml, version 2.5, Doe^Archibald, 3 series, 3 instances" in text  # read, not fetched
+        assert "shown in place of the files' values: {'PatientName': 'Portal^Archie', 'StudyDescription': " in text
         assert "3 instances retrieved from demo (c-get)" in text and "4 instances retrieved from demo (c-get)" in text
         assert "1 patients, 2 studies, 4 series, 7 instances" in text  # then opened with $dicom:get -l
         assert "exit status 0" in text

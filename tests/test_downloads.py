@@ -226,6 +226,43 @@ def test_the_command_line_lists_resumes_and_cancels(study: Any, tmp_path: Path, 
     assert json.loads(run_cli("downloads", "--json", cache=isolated_cache, config=config).stdout) == {"jobs": []}
 
 
+@pytest.mark.integration
+def test_a_resume_starts_the_series_with_nothing_landed_first(study: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every series gets its preview soonest; the one partly there (asked for instance by instance,
+    which the archive looks up before sending anything) comes last."""
+    peer, uid, files = study
+    cancel = threading.Event()
+
+    def pause(done: int, total: int) -> None:
+        if done >= 4 and not cancel.is_set():  # once: it goes on reporting the resumed jobs
+            cancel.set()
+            dicomnb.downloads.pause()
+
+    dicomnb.downloads.series_parallel = dicomnb.downloads.instance_parallel = 1
+    try:  # paused in the first series, one instance at a time
+        paused = dicomnb.retrieve(saved_node(peer), uid, method="wado-uri", cancel=cancel, progress=pause)
+    finally:
+        dicomnb.downloads.series_parallel, dicomnb.downloads.instance_parallel = 3, 4
+    partly = {r.SeriesInstanceUID for r in paused.instances}
+    assert len(partly) == 1 and paused.missing
+    arrived: list[str] = []
+    file_items = dicomnb.downloads.file_items
+
+    def filed(items: list[Any]) -> object:
+        arrived.extend(r.SeriesInstanceUID for r in items if len(items) == 1)  # not those found in the store
+        return file_items(items)
+
+    monkeypatch.setattr(dicomnb.downloads, "file_items", filed)
+    dicomnb.downloads.series_parallel = 1
+    try:
+        resumed = dicomnb.downloads.resume()
+        assert dicomnb.downloads.wait(resumed, timeout=60)
+    finally:
+        dicomnb.downloads.series_parallel = 3
+    order = list(dict.fromkeys(arrived))
+    assert len(order) == 3 and order[-1] in partly and len(arrived) == 27 - len(paused.instances)
+
+
 RESUME_AND_SHOW = """
 import json, dicomnb
 jobs = dicomnb.downloads.resume()
@@ -245,6 +282,7 @@ def test_overrides_go_with_the_jobs_and_a_resume_in_another_process_applies_them
     values = {"PatientName": "Doe^Jane", "StudyDescription": "second opinion"}
     cancel = threading.Event()
     dicomnb.downloads.series_parallel = dicomnb.downloads.instance_parallel = 1
+
     def pause(done: int, total: int) -> None:
         if done >= 4:  # the jobs at once, so that the first series stops before its end
             cancel.set()

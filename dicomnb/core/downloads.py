@@ -507,10 +507,16 @@ class DownloadManager:
 
     # -- running them -----------------------------------------------------------------------------
     def start(self, jobs: Iterable[SeriesJob], batch: Batch | None = None) -> list[SeriesJob]:
-        """Queue these jobs (those not running or complete already); return the jobs queued."""
+        """Queue these jobs (those not running or complete already); return the jobs queued.
+
+        Jobs with nothing landed yet go first: every series gets its preview soonest, and a
+        series partly there, which C-GET and C-MOVE ask for instance by instance (an archive
+        looks those up one by one before sending anything: Orthanc takes 20-40 ms for 50,
+        against 2-7 ms for a whole series), has its wait overlap the others' transfers.
+        Each job starts as soon as it is saved, not once all are.
+        """
         queued, held = [], []
-        for job in jobs:
-            job = self._adopt(job)
+        for job in sorted((self._adopt(job) for job in jobs), key=lambda job: job.done > 0):
             with self._changed:
                 if batch is not None and batch.paused and job._batch is not batch:
                     # its retrieve was paused while it was still starting its jobs: keep it paused
@@ -544,15 +550,18 @@ class DownloadManager:
                     batch.jobs.append(job)
                 self._queue.append(job)
                 queued.append(job)
+                self._spawn()
         for job in held:
             self._save(job)
         with self._changed:
-            # a worker per queued job, while fewer than series_parallel run
-            while self._workers < self.series_parallel and self._workers - self._busy < len(self._queue):
-                self._workers += 1
-                threading.Thread(target=self._work, name="dicomnb-download", daemon=True).start()
             self._touch()
         return queued
+
+    def _spawn(self) -> None:
+        """A worker per queued job, while fewer than ``series_parallel`` run (``_changed`` held)."""
+        while self._workers < self.series_parallel and self._workers - self._busy < len(self._queue):
+            self._workers += 1
+            threading.Thread(target=self._work, name="dicomnb-download", daemon=True).start()
 
     def _work(self) -> None:
         while True:

@@ -573,6 +573,7 @@ class _Run:
             records.update((r.SOPInstanceUID, r) for r in retrieved.instances)
             result.errors += [e for e in retrieved.errors if e not in result.errors]
             missing += retrieved.missing
+            result.unlisted += retrieved.unlisted
             result.jobs += retrieved.jobs
             cancelled = cancelled or retrieved.cancelled
         result.jobs = [job.id for job in self.jobs] + result.jobs

@@ -15,11 +15,14 @@ what is still missing), or WADO-URI / WADO-RS instance by instance in preview or
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
 
 from dicomnb.core.downloads import CANCEL_POLL, COMPLETE, PAUSED, Batch, DownloadManager, JobStatus, SeriesJob
 from dicomnb.core.errors import ConfigError, CriteriaError, DicomnbError, RetrieveIncomplete
@@ -27,6 +30,11 @@ from dicomnb.core.nodes import AnyNode, CallingNode, DicomWebNode, NodeStore
 from dicomnb.core.overrides import check_overrides
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
 from dicomnb.network import _target
+
+if TYPE_CHECKING:
+    from dicomnb.sources.wado_rs import Unlisted
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = ["NODE_METHODS", "RETRIEVE_METHODS", "Downloads", "check_method", "downloads", "fetch_series", "retrieve"]
 
@@ -94,6 +102,18 @@ def list_series(job: SeriesJob, *, timeout: float = 30) -> tuple[list[Expected],
     off): ``(instances, instance numbers, SOP classes)``.
     """
     target, calling, timeout = _job_peer(job, timeout)
+    listing = job.runtime.pop("listing", None)  # the study's listing of it, still under way at a pause
+    if listing is not None:
+        try:
+            rows = listing.result(timeout=timeout)
+        except FutureTimeout:
+            LOGGER.info("listing series %s again: the listing under way at the pause did not end", job.series_uid)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, asking again says it anew
+            LOGGER.info("listing series %s again: the listing under way at the pause failed (%s)", job.series_uid, exc)
+        else:
+            contents = StudyContents()
+            contents.add_rows(rows, job.study_uid)
+            return contents.instances, contents.numbers, contents.sop_classes
     contents = _list(target, job.study_uid, [job.series_uid], calling, timeout, lambda uid, listed: None)
     return contents.instances, contents.numbers, contents.sop_classes
 
@@ -161,11 +181,11 @@ downloads = Downloads()
 def _list(target: AnyNode, study_uid: str, series_uids: Sequence[str] | None, calling: CallingNode,
           timeout: float, start_series: Callable[[str, StudyContents], object], *,
           cancel: threading.Event | None = None,
-          unlisted: Callable[[str, dict[str, Any], BaseException | None], object] | None = None) -> StudyContents:
+          unlisted: Unlisted | None = None) -> StudyContents:
     """List the study; call ``start_series(series_uid, contents)`` as each series is listed.
 
     Over DICOMweb, once ``cancel`` is set or a listing failed, the series left are handed
-    to ``unlisted(series_uid, series_row, failure)`` instead (see ``list_study``).
+    to ``unlisted(series_uid, series_row, failure, listing)`` instead (see ``list_study``).
     """
     if isinstance(target, DicomWebNode):
         from dicomnb.sources.wado_rs import list_study
@@ -341,13 +361,18 @@ def retrieve(
             return
         downloads.start([job], batch)
 
-    def left_unlisted(series_uid: str, row: dict[str, Any], failure: BaseException | None) -> None:
-        # the listing stopped before this series: its job lists it when resumed
+    def left_unlisted(series_uid: str, row: dict[str, Any], failure: BaseException | None,
+                      listing: Future[list[dict[str, Any]]] | None = None) -> None:
+        # the listing stopped before this series: its job lists it when resumed (from the
+        # listing still under way at the pause, when there is one: the rows are not asked twice)
         with lock:
-            keep(downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
-                               instances=[], dest=dest_path, listed=False, overrides=shown,
-                               description=StudyContents(series={series_uid: row}).label(series_uid),
-                               error=f"not listed: {failure}" if failure is not None else ""))
+            job = downloads.add(node=target.name, method=method, study_uid=study_uid, series_uid=series_uid,
+                                instances=[], dest=dest_path, listed=False, overrides=shown,
+                                description=StudyContents(series={series_uid: row}).label(series_uid),
+                                error=f"not listed: {failure}" if failure is not None else "")
+            if listing is not None:
+                job.runtime["listing"] = listing
+            keep(job)
 
     listed = threading.Event()
     if cancel is not None:
@@ -407,6 +432,7 @@ def _finish(jobs: Iterable[SeriesJob], target: AnyNode, study_uid: str, method: 
     unlisted = [job for job in jobs if not job.listed]
     result.errors += [str(failure) for failure in failures]
     result.missing = tuple(missing)
+    result.unlisted = tuple(job.series_uid for job in unlisted)
     result.jobs = [job.id for job in jobs]
     result.seconds = time.monotonic() - started
     if result.cancelled:

@@ -396,6 +396,15 @@ def test_a_pause_from_elsewhere_is_not_a_failure(study: Any) -> None:
     assert {s.state for s in dicomnb.downloads()} == {"complete"}
 
 
+def paused_once_two_landed(node: str, study_uid: str, cancel: threading.Event) -> Any:
+    """Retrieve with ``cancel`` set once two instances have landed (one instance at a time per series)."""
+    dicomnb.downloads.instance_parallel = 1
+    try:
+        return dicomnb.retrieve(node, study_uid, cancel=cancel, progress=lambda done, total: done >= 2 and cancel.set())
+    finally:
+        dicomnb.downloads.instance_parallel = 4
+
+
 @pytest.mark.integration
 def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_started(
         study: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,30 +416,32 @@ def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_start
     cancel = threading.Event()
     list_study = wado_rs.list_study
     first: list[str] = []
+    second = threading.Event()
+    lock = threading.Lock()
 
     def slow_listing(node: Any, study_uid: str, series_uids: Any, each: Any, **options: Any) -> None:
         def each_slowly(series_uid: str, row: Any, rows: Any) -> None:
-            if not first:
-                first.append(series_uid)  # the first series listed starts at once
-            else:
-                cancel.wait(10)           # the others are listed only a second after the pause
+            with lock:
+                starts = not first
+                first.append(series_uid)
+            if starts:  # the first series listed starts once the second's listing has arrived too
+                second.wait(10)
+            else:       # the second is handed over only a second after the pause
+                second.set()
+                cancel.wait(10)
                 time.sleep(1)
             each(series_uid, row, rows)
 
         list_study(node, study_uid, series_uids, each_slowly, **options)
 
     monkeypatch.setattr(wado_rs, "list_study", slow_listing)
-    monkeypatch.setattr(wado_rs, "LIST_PARALLEL", 1)  # one series after the other
-    dicomnb.downloads.instance_parallel = 1
-    try:
-        result = dicomnb.retrieve("orthanc-web", uid, cancel=cancel,
-                                  progress=lambda done, total: done >= 2 and cancel.set())
-    finally:
-        dicomnb.downloads.instance_parallel = 4
+    monkeypatch.setattr(wado_rs, "LIST_PARALLEL", 2)  # two series at once, the third after them
+    result = paused_once_two_landed("orthanc-web", uid, cancel)
     assert result.cancelled and len(result.jobs) == 3
     states = {s.series_uid: s for s in dicomnb.downloads()}
-    # the started series stopped within the second the listing still took; the others wait, paused:
-    # the one being listed then, and one never listed, which lists itself when resumed
+    # the started series stopped within the second the second series' handing over still took (a
+    # listing that has arrived is handed over whole); the others wait, paused: that one, and one
+    # never listed, which lists itself when resumed
     assert 2 <= states[first[0]].done < 9 and {s.state for s in states.values()} == {"paused"}
     assert sorted(s.text for s in states.values() if s.series_uid != first[0]) == ["paused: 0/9",
                                                                                   "paused: not listed yet"]
@@ -438,6 +449,45 @@ def test_a_pause_while_a_dicomweb_study_is_listed_stops_the_series_already_start
     assert dicomnb.downloads.wait(timeout=60)
     assert {s.state for s in dicomnb.downloads()} == {"complete"}
     assert all(sop in dicomnb.catalog for sop in files)
+
+
+@pytest.mark.integration
+def test_a_pause_leaves_the_listings_under_way_to_their_jobs(study: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A series whose listing (QIDO-RS) is still out at the pause: the retrieve returns without
+    waiting for it, and its job, resumed, takes the rows that listing brings instead of asking again."""
+    from dicomnb.sources.dicomweb import StudyListing
+
+    peer, uid, files = study
+    dicomnb.add_node("orthanc-web", dicomweb=peer.dicomweb_url, replace=True)
+    cancel = threading.Event()
+    instances = StudyListing.instances
+    asked: list[str] = []
+    ended: list[str] = []
+    lock = threading.Lock()
+
+    def slow_after_the_first(self: Any, series_uid: str) -> Any:
+        with lock:
+            asked.append(series_uid)
+            first = len(asked) == 1
+        if not first:  # Orthanc answering slowly: still out when the pause comes, and for 2 s after
+            cancel.wait(30)
+            time.sleep(2)
+        rows = instances(self, series_uid)
+        ended.append(series_uid)
+        return rows
+
+    monkeypatch.setattr(StudyListing, "instances", slow_after_the_first)
+    result = paused_once_two_landed("orthanc-web", uid, cancel)
+    assert result.cancelled and len(asked) == 3 and ended == asked[:1]  # returned before the two ended
+    assert sorted(result.unlisted) == sorted(asked[1:]) and not result.complete
+    assert "2 series not listed yet: dicomnb.downloads.resume() lists and fetches them" in result.message
+    states = {s.series_uid: s for s in dicomnb.downloads()}
+    assert len(states) == 3 and {s.state for s in states.values()} == {"paused"}
+    assert sorted(s.text for s in states.values() if s.series_uid != asked[0]) == ["paused: not listed yet"] * 2
+    dicomnb.downloads.resume()
+    assert dicomnb.downloads.wait(timeout=60)
+    assert {s.state for s in dicomnb.downloads()} == {"complete"} and all(sop in dicomnb.catalog for sop in files)
+    assert sorted(asked) == sorted(set(asked)) and len(ended) == 3  # each series listed once
 
 
 @pytest.mark.integration

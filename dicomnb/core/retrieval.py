@@ -195,6 +195,9 @@ class RetrieveResult:
         ``missing`` (none listed when it was cancelled before it started).
     jobs : list of str
         The IDs of its download jobs, one per series (``dicomnb.downloads``).
+    unlisted : tuple of str
+        SeriesInstanceUIDs whose instances were not listed yet (a pause, or a failure, while
+        the study was being listed): their jobs list them when resumed.
     """
 
     node: str
@@ -208,11 +211,12 @@ class RetrieveResult:
     seconds: float = 0.0
     cancelled: bool = False
     jobs: list[str] = field(default_factory=list)
+    unlisted: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        """True when every instance listed is in the catalog."""
-        return not self.missing
+        """True when every instance listed is in the catalog, and every series was listed."""
+        return not self.missing and not self.unlisted
 
     @property
     def message(self) -> str:
@@ -226,6 +230,10 @@ class RetrieveResult:
                 text += f", {stored} of them already in the store"
             if self.missing:
                 text += f"; {len(self.missing)} missing: retrieve again to fetch them"
+            if self.unlisted:
+                count = len(self.unlisted)
+                text += (f"; {count} series not listed yet: dicomnb.downloads.resume() lists and fetches "
+                         f"{'it' if count == 1 else 'them'}")
             return text
         text = (f"{self.retrieved} instance{'' if self.retrieved == 1 else 's'} retrieved from {self.node} "
                 f"({self.method}) in {self.seconds:.1f} s")
@@ -236,11 +244,13 @@ class RetrieveResult:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """``{"retrieved": N, "cancelled": bool, "missing": [...], "instances": [...]}`` (UIDs and path of each)."""
+        """``{"retrieved": N, "cancelled": bool, "missing": [...], "unlisted": [...], "instances": [...]}``
+        (UIDs and path of each instance; the series not listed yet)."""
         return {
             "retrieved": self.retrieved,
             "cancelled": self.cancelled,
             "missing": list(self.missing),
+            "unlisted": list(self.unlisted),
             "instances": [{name: getattr(r, name) for name in JSON_COLUMNS} for r in self.instances],
         }
 

@@ -50,9 +50,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from dicomnb.core.downloads import CANCEL_POLL
 from dicomnb.core.errors import ConfigError, ConnectionFailed, DownloadError, MalformedResponse
 from dicomnb.core.nodes import DicomWebNode
 from dicomnb.core.retrieval import Expected, Landing
@@ -69,6 +70,8 @@ LOGGER = logging.getLogger(__name__)
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 #: The IMAGE-level attributes a retrieve's listing asks back (the UIDs come from the path).
 RETRIEVE_FIELDS = ("SOPClassUID", "SOPInstanceUID", "InstanceNumber")
+#: ``unlisted(series_uid, series_row, failure, listing)``: a series :func:`list_study` leaves unlisted.
+Unlisted = Callable[[str, dict[str, Any], BaseException | None, "Future[list[dict[str, Any]]] | None"], object]
 #: Series listed at the same time by :func:`list_study`.
 LIST_PARALLEL = 4
 #: Bytes read at a time from a WADO-RS answer (per connection).
@@ -292,7 +295,7 @@ class _Requests:
 def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | None,
                each: Callable[[str, dict[str, Any], list[dict[str, Any]]], object], *,
                timeout: float = 30, cancel: threading.Event | None = None,
-               unlisted: Callable[[str, dict[str, Any], BaseException | None], object] | None = None) -> None:
+               unlisted: Unlisted | None = None) -> None:
     """List a study series by series (QIDO-RS), handing over each series as soon as it is listed.
 
     The series are listed first (unless given), then the instances of each,
@@ -300,9 +303,15 @@ def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | 
     is called (from a worker thread) as each series' listing arrives, so that its download
     can start while the next series are being listed. The instance rows carry
     :data:`RETRIEVE_FIELDS`. Once ``cancel`` is set, or a listing has failed, no other
-    listing starts: ``unlisted(series_uid, series_row, failure)`` is called instead for each
-    series left (``failure`` the listing's error, or None when cancelled), and for a series
-    whose own listing failed.
+    listing starts: ``unlisted(series_uid, series_row, failure, listing)`` is called instead
+    for each series left (``failure`` the listing's error, or None when cancelled), and for a
+    series whose own listing failed.
+
+    A pause does not wait for the listings under way (an archive may take a third of a
+    second for a series: Orthanc reads each instance's file): it returns at once, and each
+    such series is handed to ``unlisted`` with ``listing``, a future of its instance rows
+    once they come (or of the listing's error), for its job to take when it runs instead of
+    asking again. Only the handing over of a listing that has arrived (``each``) is waited for.
 
     Raises
     ------
@@ -319,31 +328,81 @@ def list_study(node: DicomWebNode, study_uid: str, series_uids: Sequence[str] | 
     if not series:
         return
     failures: list[BaseException] = []
+    changed = threading.Condition()
+    listings = {uid: Future[list[dict[str, Any]]]() for uid in series}
+    waiting: set[str] = set(series)  # not started yet
+    asking: set[str] = set()         # their query out
+    handing: set[str] = set()             # being handed to each() or unlisted() by a worker
+    returned = False                      # paused: what is still out belongs to the jobs now
 
-    def left(series_uid: str, failure: BaseException | None) -> None:
+    def left(series_uid: str, failure: BaseException | None, listing: Future[Any] | None = None) -> None:
         if unlisted is not None:
             try:
-                unlisted(series_uid, rows.get(series_uid, {}), failure)
+                unlisted(series_uid, rows.get(series_uid, {}), failure, listing)
             except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
                 failures.append(exc)
 
+    def handed(series_uid: str) -> None:
+        with changed:
+            handing.discard(series_uid)
+            changed.notify_all()
+
+    def arrived(series_uid: str) -> bool:
+        """Its listing came back (or failed): True when this worker hands it over, False when
+        the pause gave it to its job (which takes the rows, or the error, from its future)."""
+        with changed:
+            asking.discard(series_uid)
+            if returned:
+                return False
+            handing.add(series_uid)
+            return True
+
     def list_one(series_uid: str) -> None:
-        if failures or (cancel is not None and cancel.is_set()):
+        with changed:
+            if returned:
+                return
+            waiting.discard(series_uid)
+            stop = bool(failures) or (cancel is not None and cancel.is_set())
+            (handing if stop else asking).add(series_uid)
+        if stop:
             left(series_uid, failures[0] if failures else None)
+            handed(series_uid)
             return
+        listing = listings[series_uid]
         try:
             instances = study.instances(series_uid)
         except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
-            failures.append(exc)
-            left(series_uid, exc)
+            listing.set_exception(exc)
+            if arrived(series_uid):
+                failures.append(exc)
+                left(series_uid, exc)
+                handed(series_uid)
+            return
+        listing.set_result(instances)
+        if not arrived(series_uid):
             return
         try:
             each(series_uid, rows.get(series_uid, {}), instances)
         except BaseException as exc:  # noqa: BLE001 - raised below, once the other listings end
             failures.append(exc)
+        finally:
+            handed(series_uid)
 
-    with ThreadPoolExecutor(min(LIST_PARALLEL, len(series)), thread_name_prefix="dicomnb-qido") as listing:
-        listing.map(list_one, series)
+    pool = ThreadPoolExecutor(min(LIST_PARALLEL, len(series)), thread_name_prefix="dicomnb-qido")
+    runs = [pool.submit(list_one, uid) for uid in series]
+    pool.shutdown(wait=False)
+    while wait(runs, timeout=CANCEL_POLL if cancel is not None else None).not_done:
+        if cancel is not None and cancel.is_set():
+            with changed:
+                returned = True
+                out, never = sorted(asking), sorted(waiting)
+                waiting.clear()
+                changed.wait_for(lambda: not handing)  # a listing that arrived is handed over whole
+            for uid in never:
+                left(uid, None)
+            for uid in out:
+                left(uid, None, listings[uid])
+            break
     if failures:
         raise failures[0]
 

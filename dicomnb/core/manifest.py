@@ -797,28 +797,13 @@ def _message(node: _Node) -> Message:
 
 
 def _patient(node: _Node) -> Patient:
-    return Patient(
-        patient_id=node.attribute("PatientID") or "",
-        patient_name=node.attribute("PatientName") or "",
-        issuer_of_patient_id=node.attribute("IssuerOfPatientID") or "",
-        patient_birth_date=node.attribute("PatientBirthDate") or "",
-        patient_birth_time=node.attribute("PatientBirthTime") or "",
-        patient_sex=node.attribute("PatientSex") or "",
-        studies=tuple(_study(s) for s in node.children("Study")),
-    )
+    return Patient(**_attributes(node, _PATIENT_ATTRIBUTES),
+                   studies=tuple(_study(s) for s in node.children("Study")))
 
 
 def _study(node: _Node) -> Study:
-    return Study(
-        study_instance_uid=_required_uid(node, "StudyInstanceUID"),
-        study_description=node.attribute("StudyDescription") or "",
-        study_date=node.attribute("StudyDate") or "",
-        study_time=node.attribute("StudyTime") or "",
-        accession_number=node.attribute("AccessionNumber") or "",
-        study_id=node.attribute("StudyID") or "",
-        referring_physician_name=node.attribute("ReferringPhysicianName") or "",
-        series=tuple(_series(s) for s in node.children("Series")),
-    )
+    return Study(study_instance_uid=_required_uid(node, "StudyInstanceUID"), **_attributes(node, _STUDY_ATTRIBUTES),
+                 series=tuple(_series(s) for s in node.children("Series")))
 
 
 def _series(node: _Node) -> Series:
@@ -869,22 +854,36 @@ def _integer(value: str | None) -> int | None:
         return int(number) if number.is_integer() else None
 
 
-#: The tags a manifest holds values for (its Patient and Study attributes), as the keyword, the
-#: level and the field of :class:`Patient` or :class:`Study` (``overrideDicomTagsList``).
-_OVERRIDABLE: dict[int, tuple[str, str, str]] = {
-    0x00100010: ("PatientName", "patient", "patient_name"),
-    0x00100020: ("PatientID", "patient", "patient_id"),
-    0x00100021: ("IssuerOfPatientID", "patient", "issuer_of_patient_id"),
-    0x00100030: ("PatientBirthDate", "patient", "patient_birth_date"),
-    0x00100032: ("PatientBirthTime", "patient", "patient_birth_time"),
-    0x00100040: ("PatientSex", "patient", "patient_sex"),
-    0x00080020: ("StudyDate", "study", "study_date"),
-    0x00080030: ("StudyTime", "study", "study_time"),
-    0x00080050: ("AccessionNumber", "study", "accession_number"),
-    0x00080090: ("ReferringPhysicianName", "study", "referring_physician_name"),
-    0x00081030: ("StudyDescription", "study", "study_description"),
-    0x00200010: ("StudyID", "study", "study_id"),
+#: The attributes of a ``<Patient>`` and a ``<Study>`` besides the UID, by keyword: the tag and
+#: the field of :class:`Patient` or :class:`Study` they are read into. ``overrideDicomTagsList``
+#: may name any of these tags (:meth:`ArcQuery.overrides`).
+_PATIENT_ATTRIBUTES: dict[str, tuple[int, str]] = {
+    "PatientID": (0x00100020, "patient_id"),
+    "PatientName": (0x00100010, "patient_name"),
+    "IssuerOfPatientID": (0x00100021, "issuer_of_patient_id"),
+    "PatientBirthDate": (0x00100030, "patient_birth_date"),
+    "PatientBirthTime": (0x00100032, "patient_birth_time"),
+    "PatientSex": (0x00100040, "patient_sex"),
 }
+_STUDY_ATTRIBUTES: dict[str, tuple[int, str]] = {
+    "StudyDescription": (0x00081030, "study_description"),
+    "StudyDate": (0x00080020, "study_date"),
+    "StudyTime": (0x00080030, "study_time"),
+    "AccessionNumber": (0x00080050, "accession_number"),
+    "StudyID": (0x00200010, "study_id"),
+    "ReferringPhysicianName": (0x00080090, "referring_physician_name"),
+}
+#: The same by tag: the keyword, the level and the field.
+_OVERRIDABLE: dict[int, tuple[str, str, str]] = {
+    tag: (keyword, level, name)
+    for level, attributes in (("patient", _PATIENT_ATTRIBUTES), ("study", _STUDY_ATTRIBUTES))
+    for keyword, (tag, name) in attributes.items()
+}
+
+
+def _attributes(node: _Node, attributes: dict[str, tuple[int, str]]) -> dict[str, str]:
+    """The values of ``attributes`` on ``node`` by field name (empty when absent)."""
+    return {name: node.attribute(keyword) or "" for keyword, (_tag, name) in attributes.items()}
 
 
 def _tag_list(value: str | None, where: str) -> tuple[int, ...]:

@@ -80,8 +80,8 @@ def check_overrides(values: Mapping[str, object] | Iterable[tuple[str, object]] 
 
 def overridden(record: InstanceRecord, overrides: Overrides) -> InstanceRecord:
     """``record`` showing ``overrides`` (checked by :func:`check_overrides`) in its fields."""
-    if not overrides:
-        return record
+    if not overrides or record.overrides == overrides:
+        return record  # nothing to show, or shown already (a record kept from before a pause)
     changes: dict[str, Any] = {}
     for keyword, text in overrides:
         if keyword in DICOM_FIELDS:

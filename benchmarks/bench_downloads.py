@@ -24,6 +24,13 @@ the resume) against the longest such wait in the plain run's second half. Each r
 notes the CPU seconds other processes took meanwhile (the machine's busy time less this
 process's and Orthanc's): a neighbour's load shows there, and in the spread of the runs.
 
+dicomnb's cache (the store and the jobs' states) goes on a tmpfs (``/dev/shm``) by default.
+This machine's disk is ext4 without a journal: there, a file created within minutes of many
+deletions has the kernel step past each recently freed inode (``ext4_create`` →
+``recently_deleted``), up to 1 ms of system time a file. Whatever the machine had deleted
+before (a test run, the last run's store) then swung a run by half, both plain and paused.
+A journalled ext4, the usual case, does not do this.
+
 One untimed pass of each first, then ``--runs`` runs taken in turn; the figures are
 medians (best-of figures beside them). The targets: pausing and resuming adds less than 5%
 to the plain retrieve's time (medians), its dead time is under 5% of it too, and the study
@@ -33,6 +40,7 @@ being given too. Writes ``results_downloads.json`` and the "Downloads" section o
 ``results.md`` (the rest of that file is left as it is). Orthanc is stopped by PID at the end.
 
     .venv/bin/python benchmarks/bench_downloads.py [--runs 5] [--instances 1000] [--methods c-get,wado-rs]
+        [--cache-dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +79,7 @@ TARGET_OVERHEAD = 5.0   # % that pausing at half-way and resuming may add to a p
 TARGET_UPDATES = 10.0   # listener calls per second, at most (the panel's refresh rate)
 TARGET_LISTENER = 1.0   # % of one core a subscribed listener's updates may take (its status reports)
 PLAIN, PAUSED, LISTENED = "plain", "paused and resumed", "with a listener"
+SHM = Path("/dev/shm")  # a tmpfs on Linux: the cache's default (see the module's docstring)
 
 
 # --- what the study holds, asked of Orthanc (not of dicomnb) -------------------------------------
@@ -87,6 +96,17 @@ def study_paths(http_port: int, study: str) -> set[Path]:
     root = Path("/")
     return {instance_path(study, series[i["ParentSeries"]], i["MainDicomTags"]["SOPInstanceUID"], root=root)
             .relative_to(root) for i in find("Instance")}
+
+
+def file_system(path: Path) -> str:
+    """The type of the file system ``path`` is on (``/proc/mounts``' longest mount point above it)."""
+    best, kind = "", "unknown"
+    with suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and len(fields[1]) > len(best) and path.resolve().is_relative_to(fields[1]):
+                best, kind = fields[1], fields[2]
+    return kind
 
 
 def busy_seconds() -> float:
@@ -388,6 +408,9 @@ def to_markdown(results: dict[str, object]) -> str:
         f"- Study: {results['instances']:,} instances (CT_small.dcm copies with fresh UIDs, about 39 kB each) "
         f"in {results['series']} series, on Orthanc 1.10 with its DICOMweb plugin over loopback "
         "(`TCP_NODELAY=1`)",
+        f"- dicomnb's cache (store, job states): {results.get('cache', 'not recorded')}. On this "
+        "machine's disk (ext4 without a journal) a file created within minutes of many deletions "
+        "costs up to 1 ms of system time more, which swung the runs by half: a tmpfs is the default.",
         f"- `dicomnb.retrieve` with the download manager's defaults: {results['series_parallel']} series at "
         f"a time; WADO-URI and WADO-RS one request per instance, {results['instance_parallel']} at a time "
         "within a series, in preview order; C-GET and C-MOVE one request per series (at IMAGE level, "
@@ -467,23 +490,28 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1000, help="instances in the study (default 1000)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated (default {','.join(METHODS)})")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md and results_downloads.json go")
+    parser.add_argument("--cache-dir", type=Path, default=SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None,
+                        help=f"where dicomnb's cache (store, job states) goes, in a folder of its own "
+                             f"(default {SHM}, a tmpfs, when there is one; else the temporary folder)")
     options = parser.parse_args(args)
     methods = list(dict.fromkeys(m.strip() for m in options.methods.split(",") if m.strip()))
     if options.runs < 1 or options.instances < SERIES or not methods or set(methods) - set(METHODS):
         parser.error(f"--runs must be at least 1, --instances at least {SERIES}, --methods among {', '.join(METHODS)}")
     instances = options.instances // SERIES * SERIES
     root = Path(tempfile.mkdtemp(prefix="dicomnb-bench-downloads-"))
+    cache = Path(tempfile.mkdtemp(prefix="dicomnb-bench-downloads-cache-", dir=options.cache_dir))
     os.environ.setdefault("DICOMNB_CONFIG_DIR", str(root / "config"))
     try:
-        with orthanc_with_study(root, instances) as (peer, study), \
-                dicomnb.settings.override(cache_dir=root / "cache"):
+        with orthanc_with_study(root, instances) as (peer, study), dicomnb.settings.override(cache_dir=cache):
             expected = study_paths(peer.http_port or 0, study)
             if len(expected) != instances:
                 raise RuntimeError(f"Orthanc holds {len(expected)} instances of the study, not {instances}")
-            timed = measure(Measures(peer, study, expected, root / "cache"), methods, options.runs)
+            timed = measure(Measures(peer, study, expected, cache), methods, options.runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
     results = summarise(timed, instances)
+    results["cache"] = f"{file_system(cache)} ({cache.parent})"
     publish(options.out, "results_downloads.json", results, to_markdown(results))
     return 0
 

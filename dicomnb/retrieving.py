@@ -327,9 +327,15 @@ def retrieve(
         raise ConfigError(f"node {target.name!r} has no WADO-URI URL: add it with "
                           f"'dicomnb node add {target.name} ... --wado-url http://host:8042/wado --replace'")
     started = time.monotonic()
-    batch = Batch(progress)
     jobs: list[SeriesJob] = []
     lock = threading.Lock()
+
+    def pause_started() -> None:
+        with lock:
+            started = [job for job in jobs if job._in_flight]
+        downloads.pause(started)
+
+    batch = Batch(progress)
     dest_path = os.fspath(dest) if dest is not None else None
     saved_parallel = downloads.series_parallel
     if parallel is not None:
@@ -374,10 +380,11 @@ def retrieve(
                 job.runtime["listing"] = listing
             keep(job)
 
-    listed = threading.Event()
+    finished = threading.Event()
     if cancel is not None:
-        # a pause while the study is still being listed reaches the series already started
-        threading.Thread(target=_pause_when, args=(cancel, listed, jobs, lock), daemon=True,
+        # the cancel, waited for: it pauses the series started at once (also while the study
+        # is still being listed)
+        threading.Thread(target=_pause_when, args=(cancel, finished, pause_started), daemon=True,
                          name="dicomnb-retrieve-pause").start()
     listing_failure: DicomnbError | None = None
     try:
@@ -389,21 +396,18 @@ def retrieve(
                 raise  # no job keeps what was left: the archive's own error says what to fix
             listing_failure = exc
         finally:
-            listed.set()
             downloads.wait(jobs, cancel=cancel)
     finally:
+        finished.set()
         downloads.series_parallel = saved_parallel
     return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel, listing_failure)
 
 
-def _pause_when(cancel: threading.Event, listed: threading.Event, jobs: list[SeriesJob],
-                lock: threading.Lock) -> None:
-    """Pause the started ``jobs`` once ``cancel`` is set, until the listing ends (``listed``)."""
-    while not listed.is_set():
+def _pause_when(cancel: threading.Event, finished: threading.Event, pause: Callable[[], object]) -> None:
+    """``pause()`` the jobs started as soon as ``cancel`` is set, until the retrieve ends (``finished``)."""
+    while not finished.is_set():
         if cancel.wait(CANCEL_POLL):
-            with lock:
-                started = [job for job in jobs if job._in_flight]
-            downloads.pause(started)
+            pause()
             return
 
 

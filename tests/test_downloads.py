@@ -344,6 +344,35 @@ def test_a_job_holds_its_series_while_it_runs(isolated_cache: Path) -> None:
     second.release()
 
 
+def test_a_queued_job_is_written_once_as_it_starts_and_its_pause_reaches_its_fetch(isolated_cache: Path) -> None:
+    """A retrieve's job, saved queued as it is made, is not written again when it starts
+    (a resume of many jobs writes each once); the fetch hears the pause as it is set."""
+    from dicomnb.core.downloads import CancelEvent, DownloadManager
+
+    fetching, told = threading.Event(), threading.Event()
+
+    def fetch(job: SeriesJob, landing: Any, cancel: threading.Event) -> bool:
+        assert isinstance(cancel, CancelEvent)
+        cancel.subscribe(told.set)
+        fetching.set()
+        cancel.wait(30)
+        return True
+
+    manager = DownloadManager(fetch, lambda items: None)
+    instances = [Expected("1.2", "1.2.3", f"1.2.3.{n}", "1.2.840.10008.5.1.4.1.1.2") for n in range(3)]
+    job = manager.add(node="orthanc", method="c-get", study_uid="1.2", series_uid="1.2.3", instances=instances,
+                      queued=True)
+    state = isolated_cache / "downloads" / f"{job.id}.json"
+    written = state.stat().st_ino  # each save writes a new file and renames it into place
+    manager.start([job])
+    assert fetching.wait(10)
+    saved = json.loads(state.read_text())
+    assert state.stat().st_ino == written and (saved["state"], saved["owner"]) == ("queued", os.getpid())
+    manager.pause([job])
+    assert told.is_set() and manager.wait([job], timeout=10)
+    assert json.loads(state.read_text())["state"] == "paused" and state.stat().st_ino != written
+
+
 def test_series_job_round_trips_through_json() -> None:
     job = SeriesJob(id="abc", node="n", method="wado-rs", study_uid="1", series_uid="1.1",
                     instances=[Expected("1", "1.1", "1.1.1", "cls")], sop_classes=("cls",), dest="/tmp/x",

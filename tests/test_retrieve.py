@@ -641,6 +641,32 @@ def test_cancel_during_silence_c_get(test_files: Path, answers: bool) -> None:
     assert not landing.errors and not retrieve_threads()
 
 
+def test_a_download_jobs_pause_reaches_a_silent_archive_at_once(test_files: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download job's pause (a CancelEvent) wakes the retrieve when it is set: with nothing
+    arriving, the C-CANCEL does not wait for a look at the event (made a minute apart here)."""
+    from dicomnb.core.downloads import CancelEvent
+    from dicomnb.sources import retrieve as sr
+    from dicomnb.sources import upperlayer as ul
+
+    monkeypatch.setattr(sr, "_WATCH", 60.0)
+    heard: list[Any] = []
+    archive = RawArchive(one_instance_then_silence(heard, answers=True))
+    cancel = CancelEvent()
+    landing = ct_landing()
+    landing.progress = lambda done, total: threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    try:
+        assert sr.retrieve_dimse(DicomNode("raw", "RAW", "127.0.0.1", archive.port), landing, timeout=10,
+                                 sop_classes=[CT_IMAGE], cancel=cancel) is True
+        took = time.monotonic() - started
+    finally:
+        archive.close()
+    assert heard == [(ul.C_CANCEL_RQ, 1, 1), "A-RELEASE-RQ"]
+    assert took < 5, took  # not the minute between two looks, nor the 10 s timeout
+    assert landing.missing == ("1.2.3.4.5.6",) and not retrieve_threads()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("answers", [False, True], ids=["silent", "answers-cancel"])
 def test_cancel_over_tls(tmp_path: Path, answers: bool) -> None:

@@ -67,6 +67,42 @@ SAVE_INTERVAL = 1.0
 #: Seconds between two tries to take a series lock another job holds.
 _LOCK_POLL = 0.05
 
+
+
+class CancelEvent(threading.Event):
+    """A job's pause: a :class:`threading.Event` that also tells its subscribers when it is set.
+
+    What waits for either the pause or something else (the series of a C-GET or C-MOVE
+    running on their associations) subscribes and is woken at once, rather than looking
+    every :data:`CANCEL_POLL` s.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subscribers: list[Callable[[], object]] = []
+        self._subscribers_lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        with self._subscribers_lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber()
+
+    def subscribe(self, subscriber: Callable[[], object]) -> Callable[[], None]:
+        """Call ``subscriber()`` when it is set (at once if it is); return the unsubscribe."""
+        with self._subscribers_lock:
+            self._subscribers.append(subscriber)
+        if self.is_set():
+            subscriber()
+
+        def unsubscribe() -> None:
+            with self._subscribers_lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+
 Fetch = Callable[["SeriesJob", Landing, threading.Event], bool]
 #: ``list_series(job) -> (instances, instance numbers, SOP classes)``: what a series holds.
 ListSeries = Callable[["SeriesJob"], "tuple[Sequence[Expected], dict[str, int], Sequence[str]]"]
@@ -233,7 +269,7 @@ class SeriesJob:
     runtime: dict[str, Any] = field(default_factory=dict, repr=False)
     result: RetrieveResult | None = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel: threading.Event = field(default_factory=CancelEvent, repr=False)
     _run_started: float = field(default=0.0, repr=False)
     _run_done: int = field(default=0, repr=False)
     _run_bytes: int = field(default=0, repr=False)
@@ -532,15 +568,18 @@ class DownloadManager:
                     job.error = f"running in process {job.owner}"
                     continue
                 before = (job.state, job.owner)
+                # made queued by add() moments ago: the disk says so already
+                saved = before == (QUEUED, os.getpid()) and not job.error and not job._in_flight
                 job.state, job.owner, job.error, job.exception = QUEUED, os.getpid(), "", None
-                job._cancel, job._in_flight = threading.Event(), True
+                job._cancel, job._in_flight = CancelEvent(), True
                 if batch is not None:
                     job._batch = batch
                 elif job._batch is not None:
                     # resumed: its retrieve reports again, tries again, and is no longer paused
                     job._batch.failure, job._batch.paused = None, False
             try:
-                self._save(job)  # before it runs: a job the disk does not know is never queued
+                if not saved:
+                    self._save(job)  # before it runs: a job the disk does not know is never queued
             except DownloadError:
                 with self._changed:
                     (job.state, job.owner), job._in_flight = before, False
@@ -602,7 +641,10 @@ class DownloadManager:
             if not lock.acquire(job._cancel):
                 job.state = PAUSED
                 return
-            self._save(job)
+            if time.monotonic() - job._saved >= SAVE_INTERVAL:
+                # saved queued (by start) moments ago, it reads "running" on disk at its next
+                # save: a pause and resume of many jobs does not write every job twice at once
+                self._save(job)
             if not job.listed and not self._list(job):
                 return
             self._clean_partial(job)
@@ -698,21 +740,22 @@ class DownloadManager:
         two instances; what arrived stays. Returns at once: :meth:`wait` for them to stop.
         """
         jobs = self._select(ids, (QUEUED, RUNNING))
-        for job in jobs:
+        queued = []
+        for job in jobs:  # every running job is told first; the queued ones are saved after
             with self._changed:
                 if job._batch is not None:
                     job._batch.paused = True
                 job._cancel.set()
-                was_queued = job.state == QUEUED
-                if was_queued:
+                if job.state == QUEUED:
                     job.state = PAUSED
+                    queued.append(job)
                     with contextlib.suppress(ValueError):
                         self._queue.remove(job)
-            if was_queued:
-                self._save(job)
-                with self._changed:
-                    job._in_flight = False
-                    self._changed.notify_all()
+        for job in queued:
+            self._save(job)
+            with self._changed:
+                job._in_flight = False
+                self._changed.notify_all()
         self._touch()
         return jobs
 

@@ -21,7 +21,9 @@ only the instances the C-FIND listed, writes them atomically and files them.
   every association with a request running, lands what still arrives before the final
   response, gives the archive :data:`CANCEL_GRACE` to end, then cuts off what is still
   open (A-ABORT), and never begins the series not begun: they stay pending. It is noticed
-  within :data:`_WATCH` also while the archive is silent or an association is being set up.
+  within :data:`_WATCH` also while the archive is silent or an association is being set up,
+  and at once when it is a download job's pause (a
+  :class:`~dicomnb.core.downloads.CancelEvent`).
 
 Failures become dicomnb's errors: :class:`~dicomnb.core.errors.ConnectionFailed` (refused,
 unreachable, TLS refused, no answer), :class:`~dicomnb.core.errors.AssociationRejected`,
@@ -43,7 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from dicomnb.core.downloads import CANCEL_POLL
+from dicomnb.core.downloads import CANCEL_POLL, CancelEvent
 from dicomnb.core.errors import (
     AssociationAborted,
     ConfigError,
@@ -282,8 +284,19 @@ class _Cancel:
         its worker sends it); what is still open :data:`CANCEL_GRACE` later is cut off.
         """
         pending = set(futures)
-        while pending and not self.stopping():
-            _, pending = wait(pending, timeout=None if self.event is None else _WATCH)
+        woke = threading.Event()  # a series ended, or (a job's pause) the cancel was set
+        for future in futures:
+            future.add_done_callback(lambda _: woke.set())
+        told = isinstance(self.event, CancelEvent)
+        unsubscribe = self.event.subscribe(woke.set) if isinstance(self.event, CancelEvent) else None
+        try:
+            while pending and not self.stopping():
+                woke.wait(None if self.event is None or told else _WATCH)  # a plain Event is looked at
+                woke.clear()
+                pending = {future for future in pending if not future.done()}
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
         if not pending:
             return
         for future in pending:

@@ -33,7 +33,7 @@ from typing import Any
 from dicomnb.core.classify import classify_file, classify_head
 from dicomnb.core.model import ErrorRecord, InstanceRecord, Item
 from dicomnb.core.overrides import Overrides, overridden
-from dicomnb.core.store import atomic_write, atomic_writer, instance_path
+from dicomnb.core.store import atomic_write, atomic_writer, instance_file_name, instance_path, series_folder
 
 __all__ = ["IMPLEMENTATION_UID", "IMPLEMENTATION_VERSION", "Expected", "Landing", "RetrieveResult", "StudyContents",
            "expected_instances", "part10_header"]
@@ -316,14 +316,18 @@ class Landing:
         that paused it), by SOP Instance UID: their files are not read again.
         """
         found: list[Item] = []
-        folders: dict[Path, bool] = {}  # a series folder missing holds nothing: one stat, not one a file
+        stored: dict[tuple[str, str], frozenset[str]] = {}  # what each series' folder holds: one listing
         for e in self._snapshot():
-            sop = e.sop_instance_uid
-            path = instance_path(e.study_uid, e.series_uid, sop)
-            if path.parent not in folders:
-                folders[path.parent] = path.parent.is_dir()
-            if not folders[path.parent] or not self.wanted(sop) or not path.is_file():
-                continue
+            sop, series = e.sop_instance_uid, (e.study_uid, e.series_uid)
+            if series not in stored:
+                try:
+                    stored[series] = frozenset(os.listdir(series_folder(*series)))
+                except OSError:  # no folder: nothing of the series is stored
+                    stored[series] = frozenset()
+            name = instance_file_name(sop) if stored[series] else ""
+            if name not in stored[series] or not self.wanted(sop):
+                continue  # a file has its final name only once complete: listed, it is whole
+            path = series_folder(*series) / name
             record = known.get(sop) if known else None
             item = record if record is not None and record.path == str(path) else \
                 classify_file(str(path), self.source, self.origin)

@@ -8,6 +8,7 @@ folder and renamed into place, so a file is visible under its final name only co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -23,11 +24,13 @@ __all__ = [
     "atomic_writer",
     "cache_folder",
     "check_relative_name",
+    "instance_file_name",
     "instance_path",
     "key_for",
     "relative_parts",
     "safe_name",
     "safe_relative_path",
+    "series_folder",
 ]
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+\-]")
@@ -54,9 +57,24 @@ def instance_path(study_uid: str, series_uid: str, sop_instance_uid: str, root: 
     long or odd, never becomes a path, and the same instance always lands in the same file.
     The folders are not created here.
     """
-    base = Path(root) if root is not None else Path(settings.cache_dir) / "store"
-    return (base / key_for("study", study_uid) / key_for("series", study_uid, series_uid)
-            / f"{key_for('instance', sop_instance_uid)}.dcm")
+    return series_folder(study_uid, series_uid, root) / instance_file_name(sop_instance_uid)
+
+
+def series_folder(study_uid: str, series_uid: str, root: Path | None = None) -> Path:
+    """The store's folder of a series: where :func:`instance_path` puts its instances."""
+    base = os.fspath(root) if root is not None else os.path.join(settings.cache_dir, "store")
+    return _series_folder(base, study_uid, series_uid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _series_folder(base: str, study_uid: str, series_uid: str) -> Path:
+    # each instance that lands asks for it: hashed once per series, not once per instance
+    return Path(base) / key_for("study", study_uid) / key_for("series", study_uid, series_uid)
+
+
+def instance_file_name(sop_instance_uid: str) -> str:
+    """The name of an instance's file in its series' folder (:func:`series_folder`)."""
+    return f"{key_for('instance', sop_instance_uid)}.dcm"
 
 
 def safe_name(name: str, default: str = "file") -> str:

@@ -107,6 +107,7 @@ class StorageSCP:
         self._threads: list[threading.Thread] = []
         self._connections: set[ul.Connection] = set()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as each association ends
         listener = socket.socket(socket.AF_INET6 if ":" in calling.host else socket.AF_INET, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -138,8 +139,13 @@ class StorageSCP:
     def wait_idle(self, seconds: float, landing: Landing | None = None) -> None:
         """Wait (at most ``seconds``) until no association with us is open, or ``landing`` has all it waits for."""
         deadline = time.monotonic() + seconds
-        while self.active and time.monotonic() < deadline and (landing is None or landing.missing):
-            time.sleep(0.005)  # the end of a C-MOVE waits here for the archive to release
+        with self._idle:  # the end of a C-MOVE waits here for the archive to release
+            while self._connections and (landing is None or landing.missing):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # an instance landing does not notify: looked at every 5 ms while associations stay open
+                self._idle.wait(min(left, 0.005) if landing is not None else left)
 
     def serve(self, landing: Landing) -> None:
         """Hand the instances ``landing`` waits for to it too."""
@@ -190,8 +196,9 @@ class StorageSCP:
             _abort(conn)
         finally:
             conn.close()
-            with self._lock:
+            with self._idle:
                 self._connections.discard(conn)
+                self._idle.notify_all()
 
     def _associate_and_store(self, conn: ul.Connection) -> None:
         kind, body = conn.read_pdu()

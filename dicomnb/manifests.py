@@ -261,7 +261,7 @@ class ManifestResult(RetrieveResult):
     messages : tuple of Message
         The manifest's ``<Message>``s (and "nothing found" for a query that matched nothing):
         show them to the user.
-    expected, retrieved, instances, missing, errors, cancelled, jobs, seconds
+    expected, retrieved, instances, missing, unlisted, errors, cancelled, jobs, seconds
         As for :func:`dicomnb.retrieve`, over every study: ``cancelled`` also when its downloads
         were stopped by ``$dicom:close``; ``dicomnb.downloads.retry_missing()``, or retrieving
         the manifest again, fetches what is ``missing``.
@@ -284,7 +284,7 @@ class ManifestResult(RetrieveResult):
             text += f", {stored} already in the store"
         if self.missing:
             text += f"; {len(self.missing)} of {self.expected} missing: retry them with dicomnb.downloads.retry_missing()"
-        return text
+        return text + self.unlisted_words()
 
     def to_json(self) -> dict[str, Any]:
         """``RetrieveResult.to_json()`` and ``"messages"``, ``"errors"``, ``"jobs"``."""

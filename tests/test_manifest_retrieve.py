@@ -418,3 +418,13 @@ def test_a_manifest_with_only_a_message_retrieves_nothing_and_says_it(caplog: py
         result = manifests.retrieve_manifest(parse_inline_manifest(data))
     assert result.expected == 0 and result.instances == [] and [m.title for m in result.messages] == ["No study"]
     assert "No study: nothing found" in caplog.text
+
+
+def test_a_stopped_manifest_names_the_series_not_listed_yet() -> None:
+    """Like a retrieve's, its message says which series a resume still has to list."""
+    result = manifests.ManifestResult(cancelled=True, expected=6, seconds=1.5,
+                                      missing=tuple(f"1.2.{n}" for n in range(6)), unlisted=("1.3.1",))
+    assert result.message == ("stopped: 0 instances retrieved in 1.5 s; 6 of 6 missing: retry them with "
+                              "dicomnb.downloads.retry_missing(); 1 series not listed yet: "
+                              "dicomnb.downloads.resume() lists and fetches it")
+    assert not result.complete

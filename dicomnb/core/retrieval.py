@@ -230,11 +230,7 @@ class RetrieveResult:
                 text += f", {stored} of them already in the store"
             if self.missing:
                 text += f"; {len(self.missing)} missing: retrieve again to fetch them"
-            if self.unlisted:
-                count = len(self.unlisted)
-                text += (f"; {count} series not listed yet: dicomnb.downloads.resume() lists and fetches "
-                         f"{'it' if count == 1 else 'them'}")
-            return text
+            return text + self.unlisted_words()
         text = (f"{self.retrieved} instance{'' if self.retrieved == 1 else 's'} retrieved from {self.node} "
                 f"({self.method}) in {self.seconds:.1f} s")
         if stored:
@@ -242,6 +238,12 @@ class RetrieveResult:
         if self.missing:
             text += f"; {len(self.missing)} of {self.expected} missing: retrieve again to fetch them"
         return text
+
+    def unlisted_words(self) -> str:
+        """The message's clause on the series not listed yet (empty when there are none)."""
+        count = len(self.unlisted)
+        return (f"; {count} series not listed yet: dicomnb.downloads.resume() lists and fetches "
+                f"{'it' if count == 1 else 'them'}") if count else ""
 
     def to_json(self) -> dict[str, Any]:
         """``{"retrieved": N, "cancelled": bool, "missing": [...], "unlisted": [...], "instances": [...]}``

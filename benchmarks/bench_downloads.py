@@ -31,7 +31,8 @@ deletions has the kernel step past each recently freed inode (``ext4_create`` â†
 before (a test run, the last run's store) then swung a run by half, both plain and paused.
 A journalled ext4, the usual case, does not do this.
 
-One untimed pass of each first, then ``--runs`` runs taken in turn; the figures are
+One untimed pass of each first, then ``--runs`` runs taken in turn (plain and paused swap
+places every round); the figures are
 medians (best-of figures beside them). The targets: pausing and resuming adds less than 5%
 to the plain retrieve's time (medians), its dead time is under 5% of it too, and the study
 is complete; the listener is called at most ~10 times a second, and its updates (building
@@ -283,12 +284,13 @@ def _seconds(function: Callable[[], object]) -> float:
 
 
 def measure(measures: Measures, methods: list[str], runs: int) -> dict[str, dict[str, list[Run]]]:
-    """Each run of each method (one untimed pass first; plain, paused and listened in turn)."""
+    """Each run of each method (one untimed pass first; plain, paused and listened in turn, the
+    plain and paused runs swapping places every round, so that neither always follows the other)."""
     timed: dict[str, dict[str, list[Run]]] = {m: {PLAIN: [], PAUSED: [], LISTENED: []} for m in methods}
     with measures.timestamped():
         for run in range(runs + 1):
             for method in methods:
-                for kind in (PLAIN, PAUSED, LISTENED):
+                for kind in (PLAIN, PAUSED, LISTENED) if run % 2 else (PAUSED, PLAIN, LISTENED):
                     got = measures.run(method, kind)
                     if not run:
                         continue
@@ -420,14 +422,15 @@ def to_markdown(results: dict[str, object]) -> str:
         "cancelled, then `downloads.resume()` and `downloads.wait()`; timed from the start of the "
         "retrieve to the end of the wait, then checked against what Orthanc holds: every instance of "
         "the study in the store once, each fetched once. One untimed pass of each, then the runs in "
-        "turn; medians, and the best run of each beside them.",
+        "turn (the plain and paused runs swap places every round); medians, and the best run of each "
+        "beside them.",
         "- Others' CPU: seconds other processes of the machine took during a run (its busy time less "
         "this process's and Orthanc's); where it is high, the runs spread.",
         "- Dead time: the paused run's longest wait with no instance arriving after half-way (the "
         "pause) less the plain run's, as a share of the plain retrieve: the part of the overhead no "
         "spread of the runs hides. The verdict wants both it and the medians' overhead under 5%, and "
         "the study complete.",
-        "- After half-way, paired: each paused run against the plain run just before it, from the "
+        "- After half-way, paired: each paused run against the plain run beside it, from the "
         "moment half the study had landed to the end (up to there both did the same work, so the "
         "first half's spread drops out), as a share of the plain run; the median over the runs. "
         "Given beside the verdict, not in it.", "",

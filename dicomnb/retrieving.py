@@ -381,11 +381,13 @@ def retrieve(
             keep(job)
 
     finished = threading.Event()
+    pauser = None
     if cancel is not None:
         # the cancel, waited for: it pauses the series started at once (also while the study
         # is still being listed)
-        threading.Thread(target=_pause_when, args=(cancel, finished, pause_started), daemon=True,
-                         name="dicomnb-retrieve-pause").start()
+        pauser = threading.Thread(target=_pause_when, args=(cancel, finished, pause_started), daemon=True,
+                                  name="dicomnb-retrieve-pause")
+        pauser.start()
     listing_failure: DicomnbError | None = None
     try:
         try:
@@ -399,6 +401,8 @@ def retrieve(
             downloads.wait(jobs, cancel=cancel)
     finally:
         finished.set()
+        if pauser is not None and cancel is not None and cancel.is_set():
+            pauser.join()  # it has paused the jobs, or ends at once: none of the retrieve's threads outlives it
         downloads.series_parallel = saved_parallel
     return _finish(jobs, target, study_uid, method, started, raise_incomplete, cancel, listing_failure)
 

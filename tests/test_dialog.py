@@ -248,6 +248,18 @@ def test_a_new_piece_of_work_cancels_the_running_one() -> None:
     assert worker.wait(5)
     assert shown(alert) and alert.level == "error" and alert.message == "Connection to ORTHANC failed: refused"
 
+    def deaf(cancel: threading.Event) -> str:
+        started.set()
+        time.sleep(0.3)  # does not look at its cancel
+        return "deaf"
+
+    started.clear()
+    last = worker.run("deaf", deaf, results.append)
+    assert started.wait(5)
+    worker.cancel()
+    assert worker.wait(5) and last.finished.is_set()  # waited for its thread to end, cancelled as it was
+    assert results == ["fast"]
+
 
 def test_an_alert_action_runs_once_and_the_alert_goes() -> None:
     alert = Alert()

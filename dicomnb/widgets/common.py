@@ -220,7 +220,8 @@ class Worker:
         self.alert = alert
         self.busy = busy
         self._lock = threading.Lock()
-        self._task: Task[Any] | None = None
+        self._task: Task[Any] | None = None    # the work whose result counts
+        self._last: Task[Any] | None = None    # the work started last, cancelled or not
         if busy is not None:
             show(busy, False)
 
@@ -237,7 +238,7 @@ class Worker:
         with self._lock:
             if self._task is not None:
                 self._task.cancel.set()
-            self._task = task
+            self._task = self._last = task
             if self.busy is not None:
                 show(self.busy, True)
         threading.Thread(target=self._run, args=(task, work, done), name=f"dicomnb-{name}", daemon=True).start()
@@ -281,8 +282,9 @@ class Worker:
             task.cancel.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the running work (and its ``done``) to end; False on timeout."""
-        task = self._task
+        """Wait for the work started last (and its ``done``) to end, also once cancelled (its
+        thread may still be on its way out); False on timeout."""
+        task = self._last
         return task is None or task.finished.wait(timeout)
 
 

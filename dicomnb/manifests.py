@@ -60,7 +60,7 @@ from dicomnb.core.model import InstanceRecord
 from dicomnb.core.nodes import DicomWebNode
 from dicomnb.core.overrides import Overrides, check_overrides
 from dicomnb.core.retrieval import Expected, Landing, RetrieveResult, StudyContents
-from dicomnb.retrieving import downloads, retrieve
+from dicomnb.retrieving import COMMAND_ARCHIVES, downloads, retrieve
 from dicomnb.sources.http import HttpClient, Response, network_error, status_error
 
 __all__ = [
@@ -204,6 +204,7 @@ def read_manifest(source: bytes | str | os.PathLike[str], *, timeout: float = 30
 
 def _archive_name(kind: str, arc_id: str, url: str) -> str:
     """The name a command's archive goes by in the download jobs: ``manifest:1001``, ``rs:host:8042``."""
+    assert kind in COMMAND_ARCHIVES
     return f"{kind}:{arc_id.strip() or urlsplit(url).netloc}"
 
 

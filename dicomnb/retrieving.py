@@ -88,10 +88,25 @@ def fetch_series(job: SeriesJob, landing: Landing, cancel: threading.Event, *, i
                           timeout=timeout, parallel=1, cancel=cancel)
 
 
+#: The kinds of archive a manifest or a ``$dicom:rs`` command names (``manifest:1001``, ``rs:host:8042``):
+#: not saved nodes, their headers kept in the memory of the process that read them.
+COMMAND_ARCHIVES = ("manifest", "rs")
+
+
 def _job_peer(job: SeriesJob, timeout: float) -> tuple[AnyNode, CallingNode, float]:
     """The node, calling node and timeout a job runs with (given objects, else as saved now)."""
     store = NodeStore.load()
-    target = job.runtime.get("node") or store.get(job.node)
+    target = job.runtime.get("node")
+    if target is None:
+        try:
+            target = store.get(job.node)
+        except ConfigError as exc:
+            if job.node.split(":", 1)[0] not in COMMAND_ARCHIVES:
+                raise
+            raise ConfigError(
+                f"{job.node} is an archive a manifest or a $dicom:rs command named in another process, which "
+                "kept its address and headers: run that manifest or command again to finish this series "
+                "(what arrived is kept and not fetched again)") from exc
     return target, job.runtime.get("calling") or store.calling, job.runtime.get("timeout", timeout)
 
 

@@ -428,3 +428,20 @@ def test_a_stopped_manifest_names_the_series_not_listed_yet() -> None:
                               "dicomnb.downloads.retry_missing(); 1 series not listed yet: "
                               "dicomnb.downloads.resume() lists and fetches it")
     assert not result.complete
+
+
+def test_a_manifests_job_resumed_in_another_process_says_to_run_it_again(isolated_cache: Path) -> None:
+    """Its archive's address and headers stayed in the process that read the manifest: another
+    process cannot reach it, and says what to do rather than naming an unknown node."""
+    from dicomnb.core.retrieval import Expected
+
+    instances = [Expected("1.2", "1.2.3", f"1.2.3.{n}", "1.2.840.10008.5.1.4.1.1.2") for n in range(2)]
+    job = dicomnb.downloads.add(node="manifest:1001", method="wado-uri", study_uid="1.2", series_uid="1.2.3",
+                                instances=instances, description="CT 1")
+    elsewhere = dicomnb.downloads.__class__()  # a new process's view: the job as saved, nothing in memory
+    assert [j.id for j in elsewhere.resume([job.id])] == [job.id]
+    assert elsewhere.wait(timeout=30)
+    (status,) = elsewhere()
+    assert status.state == "incomplete" and status.missing == 2
+    assert "manifest:1001 is an archive a manifest or a $dicom:rs command named in another process" in status.error
+    assert "run that manifest or command again" in status.error

@@ -122,3 +122,23 @@ def test_a_view_gives_static_html_beside_its_widget() -> None:
     # no kernel here: the static rendering only (a live kernel adds the widget's view)
     assert set(bundle) == {"text/plain", "text/html"} and bundle["text/plain"].startswith("<dicomnb image view")
     assert view.widget() is view.widget()  # built once: the same controls on every display
+
+
+def test_a_retrieved_file_shown_by_its_path_shows_its_manifests_values(tmp_path: Path) -> None:
+    """A file the catalog holds with a manifest's overrideDicomTagsList values shows those values,
+    by its path as through the catalog; the file keeps its own, and another copy shows its own."""
+    from dicomnb.core.classify import classify_file
+    from dicomnb.core.overrides import overridden
+
+    stored, other = tmp_path / "stored.dcm", tmp_path / "other.dcm"
+    shutil.copy(TEST_FILES / "CT_small.dcm", stored)
+    shutil.copy(TEST_FILES / "CT_small.dcm", other)
+    record = classify_file(str(stored))
+    dicomnb.catalog.add_items([overridden(record, (("PatientName", "Doe^Jane"),))])
+    try:
+        view = dicomnb.show(str(stored), view="header")
+        assert "Doe^Jane" in view.title and "Doe^Jane" in view.html()
+        assert "Doe^Jane" not in dicomnb.show(str(other), view="header").html()  # not the catalog's file
+        assert pydicom.dcmread(stored).PatientName == "CompressedSamples^CT1"
+    finally:
+        dicomnb.catalog.clear()

@@ -207,6 +207,9 @@ def _from_path(path: str, view: str | None) -> View:
         from dicomnb.core.volume import read_dataset
 
         ds = read_dataset(path, stop_before_pixels=True)
+        record = _catalog().get(str(ds.get("SOPInstanceUID", "")))
+        if record is not None and record.overrides and _same_file(record.path, path):
+            return show_records([record], view)  # a retrieved file the catalog shows with its manifest's values
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         rows = ds.get("Rows")  # as the catalog's records: no Rows, no image
         chosen = view or viewer_kind(str(ds.get("SOPClassUID", "")), str(ds.get("Modality", "")), frames=frames,
@@ -223,6 +226,13 @@ def _from_path(path: str, view: str | None) -> View:
     from dicomnb.render.documents import AttachmentsView
 
     return AttachmentsView([path], title=os.path.basename(path))
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _reads_as_dicom(path: str) -> bool:

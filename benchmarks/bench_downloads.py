@@ -101,11 +101,11 @@ def study_paths(http_port: int, study: str) -> set[Path]:
 
 def file_system(path: Path) -> str:
     """The type of the file system ``path`` is on (``/proc/mounts``' longest mount point above it)."""
-    best, kind = "", "unknown"
+    best, kind, where = "", "unknown", path.resolve()
     with suppress(OSError):
         for line in Path("/proc/mounts").read_text().splitlines():
             fields = line.split()
-            if len(fields) > 2 and len(fields[1]) > len(best) and path.resolve().is_relative_to(fields[1]):
+            if len(fields) > 2 and len(fields[1]) > len(best) and where.is_relative_to(fields[1]):
                 best, kind = fields[1], fields[2]
     return kind
 

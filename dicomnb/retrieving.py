@@ -347,8 +347,8 @@ def retrieve(
 
     def pause_started() -> None:
         with lock:
-            started = [job for job in jobs if job._in_flight]
-        downloads.pause(started)
+            running = [job for job in jobs if job._in_flight]
+        downloads.pause(running)
 
     batch = Batch(progress)
     dest_path = os.fspath(dest) if dest is not None else None

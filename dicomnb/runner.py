@@ -36,7 +36,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -58,8 +57,7 @@ from dicomnb.core.errors import DicomnbError, InputError, PasswordError, Retriev
 from dicomnb.core.manifest import Manifest, Message, parse_inline_manifest
 from dicomnb.core.model import ErrorRecord, InstanceRecord, SkippedRecord
 from dicomnb.core.report import ImportReport
-from dicomnb.core.settings import settings
-from dicomnb.core.store import atomic_writer, cache_folder, instance_path, key_for
+from dicomnb.core.store import atomic_writer, cache_folder, instance_path, key_for, store_folder
 from dicomnb.manifests import (
     ManifestResult,
     body_chunks,
@@ -447,7 +445,7 @@ def _remote(url: str, options: _Options) -> ImportReport:
     if not _is_url(url):
         raise InputError(f"-r takes an http(s) URL (a WADO-URI request, a DICOM file), not {url!r}: "
                          "give a local path with -l")
-    store = Path(settings.cache_dir) / "store"
+    store = store_folder()
     incoming = store / f".part-remote-{key_for('remote', url, threading.get_ident())}"
     report = ImportReport(sources=[f"remote:{shown_url(url)}"])
     _download(url, incoming, accept=_ACCEPT_DICOM, what="the request for the DICOM file", timeout=options.timeout,

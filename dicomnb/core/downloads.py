@@ -68,7 +68,6 @@ SAVE_INTERVAL = 1.0
 _LOCK_POLL = 0.05
 
 
-
 class CancelEvent(threading.Event):
     """A job's pause: a :class:`threading.Event` that also tells its subscribers when it is set.
 
@@ -339,6 +338,11 @@ class Batch:
             with self._lock:
                 done, total = sum(j.done for j in self.jobs), sum(j.total for j in self.jobs)
             self.progress(done, total)
+
+
+def _save_due(job: SeriesJob) -> bool:
+    """True when ``job`` was last saved :data:`SAVE_INTERVAL` s ago or more."""
+    return time.monotonic() - job._saved >= SAVE_INTERVAL
 
 
 def _alive(pid: int) -> bool:
@@ -641,7 +645,7 @@ class DownloadManager:
             if not lock.acquire(job._cancel):
                 job.state = PAUSED
                 return
-            if time.monotonic() - job._saved >= SAVE_INTERVAL:
+            if _save_due(job):
                 # saved queued (by start) moments ago, it reads "running" on disk at its next
                 # save: a pause and resume of many jobs does not write every job twice at once
                 self._save(job)
@@ -727,7 +731,7 @@ class DownloadManager:
         self._first(job, landing)
         if job._batch is not None:
             job._batch.report()
-        if time.monotonic() - job._saved >= SAVE_INTERVAL:
+        if _save_due(job):
             with contextlib.suppress(DownloadError):
                 self._save(job)
         self._touch()

@@ -318,18 +318,23 @@ class Landing:
         that paused it), by SOP Instance UID: their files are not read again.
         """
         found: list[Item] = []
-        stored: dict[tuple[str, str], frozenset[str]] = {}  # what each series' folder holds: one listing
+        # each series' folder and what it holds: one listing, not one stat a file
+        stored: dict[tuple[str, str], tuple[Path, frozenset[str]]] = {}
         for e in self._snapshot():
             sop, series = e.sop_instance_uid, (e.study_uid, e.series_uid)
             if series not in stored:
+                folder = series_folder(*series)
                 try:
-                    stored[series] = frozenset(os.listdir(series_folder(*series)))
+                    stored[series] = folder, frozenset(os.listdir(folder))
                 except OSError:  # no folder: nothing of the series is stored
-                    stored[series] = frozenset()
-            name = instance_file_name(sop) if stored[series] else ""
-            if name not in stored[series] or not self.wanted(sop):
+                    stored[series] = folder, frozenset()
+            folder, names = stored[series]
+            if not names:
+                continue
+            name = instance_file_name(sop)
+            if name not in names or not self.wanted(sop):
                 continue  # a file has its final name only once complete: listed, it is whole
-            path = series_folder(*series) / name
+            path = folder / name
             record = known.get(sop) if known else None
             item = record if record is not None and record.path == str(path) else \
                 classify_file(str(path), self.source, self.origin)

@@ -31,6 +31,7 @@ __all__ = [
     "safe_name",
     "safe_relative_path",
     "series_folder",
+    "store_folder",
 ]
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+\-]")
@@ -60,10 +61,14 @@ def instance_path(study_uid: str, series_uid: str, sop_instance_uid: str, root: 
     return series_folder(study_uid, series_uid, root) / instance_file_name(sop_instance_uid)
 
 
+def store_folder() -> Path:
+    """``<cache_dir>/store``: where retrieved instances live (not created here)."""
+    return Path(settings.cache_dir) / "store"
+
+
 def series_folder(study_uid: str, series_uid: str, root: Path | None = None) -> Path:
     """The store's folder of a series: where :func:`instance_path` puts its instances."""
-    base = os.fspath(root) if root is not None else os.path.join(settings.cache_dir, "store")
-    return _series_folder(base, study_uid, series_uid)
+    return _series_folder(os.fspath(root if root is not None else store_folder()), study_uid, series_uid)
 
 
 @functools.lru_cache(maxsize=1024)

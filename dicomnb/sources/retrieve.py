@@ -287,11 +287,11 @@ class _Cancel:
         woke = threading.Event()  # a series ended, or (a job's pause) the cancel was set
         for future in futures:
             future.add_done_callback(lambda _: woke.set())
-        told = isinstance(self.event, CancelEvent)
         unsubscribe = self.event.subscribe(woke.set) if isinstance(self.event, CancelEvent) else None
+        poll = None if self.event is None or unsubscribe is not None else _WATCH  # a plain Event is looked at
         try:
             while pending and not self.stopping():
-                woke.wait(None if self.event is None or told else _WATCH)  # a plain Event is looked at
+                woke.wait(poll)
                 woke.clear()
                 pending = {future for future in pending if not future.done()}
         finally:
